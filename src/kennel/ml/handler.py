@@ -1,0 +1,496 @@
+"""SageMaker PyTorch serving contract: ``model_fn`` → ``input_fn`` → ``predict_fn`` → ``output_fn``.
+
+The SageMaker toolkit calls ``input_fn(body, content_type)`` without the model, so ``input_fn`` only
+parses: it returns a :class:`Request` holding encoded image bytes, URLs, uint8 pixel arrays or an
+already-normalised float batch. Fetching URLs, decoding and preprocessing happen in ``predict_fn``,
+which has the :class:`ServingModel` and therefore its preprocessing and options. That keeps the
+handler free of module-level "current model" state, so one process can serve several models.
+
+Request formats (``Content-Type``; parameters such as ``charset`` are ignored):
+
+* ``image/jpeg``, ``image/png``, ``image/webp``, ``image/bmp``, ``image/gif``, ``image/tiff``,
+  ``application/x-image``: one encoded image (the format is sniffed from the bytes).
+* ``application/json``: ``{"url": ...}``, ``{"image": <base64>}`` (alias ``"b64"``), ``{"instances":
+  [such objects]}`` or a JSON list of such objects; a top-level object may add ``"top_k": k``.
+* ``application/x-npy``: uint8 pixels (HxWx3, 3xHxW, NxHxWx3, Nx3xHxW) or a float batch already
+  normalised at the model's image size (3xSxS or Nx3xSxS).
+
+``top_k`` precedence: an explicit JSON ``top_k`` beats ``top_k=`` in SageMaker CustomAttributes, which
+beats ``KENNEL_DEFAULT_TOP_K``. The body is the more specific statement of intent: a client library
+may add CustomAttributes to every call, while the JSON was written for this one request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from .errors import (
+    BadRequestError,
+    InferenceError,
+    PayloadTooLargeError,
+    UnsupportedAcceptError,
+    UnsupportedContentTypeError,
+)
+from .images import MAX_SIDE, decode_image
+from .runtimes import Predictor, load_predictor
+from .transforms import Preprocess, eval_tensor
+from .urlfetch import fetch_url
+
+JSON = "application/json"
+NPY = "application/x-npy"
+IMAGE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "application/x-image",
+    "image/webp",
+    "image/bmp",
+    "image/gif",
+    "image/tiff",
+)
+CONTENT_TYPES = (*IMAGE_TYPES, JSON, NPY)
+ACCEPT_TYPES = (JSON, NPY)
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints cap payloads at 6 MB
+_MAX_URL_FETCHERS = 8
+_IMAGE_KEYS = ("url", "image", "b64")
+_CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+@dataclass(frozen=True)
+class UrlImage:
+    url: str
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+
+
+ImageItem = UrlImage | EncodedImage | torch.Tensor  # the tensor form is uint8 CHW pixels from .npy
+
+
+@dataclass
+class Request:
+    """What ``input_fn`` parsed; ``predict_fn`` turns it into a batch with the model's preprocessing."""
+
+    items: list[ImageItem] = field(default_factory=list)
+    normalized: torch.Tensor | None = None  # float NCHW from .npy, used as-is after a shape check
+    single: bool = True  # one image rather than a list: the response is then one result, not a list
+    top_k: int | None = None
+
+    @property
+    def count(self) -> int:
+        return int(self.normalized.shape[0]) if self.normalized is not None else len(self.items)
+
+
+@dataclass
+class Prediction:
+    logits: np.ndarray  # float32 [N, C]
+    labels: list[str]
+    single: bool
+    top_k: int | None
+
+
+@dataclass
+class ServingModel:
+    predictor: Predictor
+    allow_private_urls: bool = False
+    max_images: int = 64
+    default_top_k: int = 0  # 0: raw scores, as the seed notebooks' endpoints returned
+    url_timeout_s: float = 10.0
+    url_max_bytes: int = 10 << 20
+    max_pixels: int = 40_000_000
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.predictor.meta.preprocess
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.predictor.meta.labels)
+
+    @classmethod
+    def from_env(cls, predictor: Predictor) -> ServingModel:
+        return cls(
+            predictor=predictor,
+            allow_private_urls=_env_bool("KENNEL_ALLOW_PRIVATE_URLS", False),
+            max_images=_env_int("KENNEL_MAX_IMAGES_PER_REQUEST", 64, minimum=1),
+            default_top_k=_env_int("KENNEL_DEFAULT_TOP_K", 0, minimum=0),
+        )
+
+
+# --- the four SageMaker entry points -------------------------------------------------------------
+
+
+def model_fn(model_dir: str, context: Any = None) -> ServingModel:
+    # Read at call time so a container (or a test) can set the variables after importing the module.
+    runtime = os.environ.get("KENNEL_RUNTIME", "torch").strip() or "torch"
+    return ServingModel.from_env(load_predictor(Path(model_dir), runtime))
+
+
+def input_fn(request_body: bytes | str, request_content_type: str | None, context: Any = None) -> Request:
+    media_type = _media_type(request_content_type)
+    if media_type not in CONTENT_TYPES:
+        raise UnsupportedContentTypeError(request_content_type, CONTENT_TYPES)
+    size = len(request_body.encode("utf-8")) if isinstance(request_body, str) else len(request_body)
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(
+            f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes. Send fewer or smaller "
+            'images, or pass {"url": ...} so the server downloads them.'
+        )
+    if media_type == JSON:
+        request = _parse_json(request_body)
+    else:
+        if isinstance(request_body, str):
+            raise BadRequestError(f"a {media_type} body must be raw bytes, not text")
+        body = bytes(request_body)
+        request = _parse_npy(body) if media_type == NPY else Request(items=[EncodedImage(body)])
+    if request.top_k is None:
+        request.top_k = _top_k_from_context(context)
+    return request
+
+
+def predict_fn(data: Request, model: ServingModel, context: Any = None) -> Prediction:
+    if data.count == 0:
+        raise BadRequestError("the request holds no images")
+    if data.count > model.max_images:
+        raise BadRequestError(
+            f"the request holds {data.count} images; the limit is {model.max_images} per request. "
+            "Split it into several requests."
+        )
+    pp = model.preprocess
+    batch = (
+        _check_normalized(data.normalized, pp) if data.normalized is not None else _build_batch(data, model)
+    )
+    logits = np.asarray(model.predictor.predict(batch), dtype=np.float32)
+    top_k = data.top_k if data.top_k is not None else model.default_top_k
+    return Prediction(logits=logits, labels=model.labels, single=data.single, top_k=top_k)
+
+
+def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> tuple[bytes | str, str]:
+    media_type = _choose_accept(accept)
+    logits = prediction.logits
+    if media_type == NPY:
+        buffer = io.BytesIO()
+        np.save(buffer, logits[0] if prediction.single else logits, allow_pickle=False)
+        return buffer.getvalue(), NPY
+    if prediction.top_k:
+        results: list[Any] = [_top_k_rows(row, prediction.labels, prediction.top_k) for row in logits]
+    else:
+        results = logits.tolist()
+    return json.dumps(results[0] if prediction.single else results), JSON
+
+
+def serve_request(
+    model: ServingModel,
+    body: bytes | str,
+    content_type: str | None,
+    accept: str | None = None,
+    context: Any = None,
+) -> tuple[bytes | str, str]:
+    """The whole pipeline in one call, for servers that are not the SageMaker toolkit."""
+    data = input_fn(body, content_type, context)
+    return output_fn(predict_fn(data, model, context), accept, context)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; use true/false, 1/0, yes/no or on/off")
+
+
+def _env_int(name: str, default: int, *, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}; got {value}")
+    return value
+
+
+# --- input parsing --------------------------------------------------------------------------------
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _parse_json(body: bytes | str) -> Request:
+    try:
+        text = body if isinstance(body, str) else bytes(body).decode("utf-8-sig")
+        payload = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(f"the JSON body is not valid UTF-8: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+
+    top_k: int | None = None
+    if isinstance(payload, list):
+        entries, single = payload, False
+    elif isinstance(payload, dict):
+        if "top_k" in payload:
+            top_k = _parse_top_k(payload["top_k"], 'the "top_k" field')
+        if "instances" in payload:
+            entries, single = payload["instances"], False
+            if not isinstance(entries, list):
+                raise BadRequestError(
+                    '"instances" must be a JSON list of {"url": ...} or {"image": ...} objects'
+                )
+        else:
+            entries, single = [payload], True
+    else:
+        raise BadRequestError(
+            'the JSON body must be an object such as {"url": "https://..."} or {"image": "<base64>"}, '
+            f"or a list of them; got a JSON {type(payload).__name__}"
+        )
+    if not entries:
+        raise BadRequestError("the request lists no images")
+    items = [_parse_entry(entry, None if single else i) for i, entry in enumerate(entries)]
+    return Request(items=items, single=single, top_k=top_k)
+
+
+def _parse_entry(entry: object, index: int | None) -> ImageItem:
+    where = "the request" if index is None else f"image {index}"
+    if not isinstance(entry, dict):
+        raise BadRequestError(
+            f'{where} must be an object like {{"url": "https://..."}} or {{"image": "<base64>"}}, '
+            f"not a JSON {type(entry).__name__}"
+        )
+    present = [key for key in _IMAGE_KEYS if key in entry]
+    if len(present) != 1:
+        found = ", ".join(repr(k) for k in entry) or "no keys"
+        problem = "gives more than one of" if present else "has none of"
+        raise BadRequestError(f'{where} {problem} "url", "image", "b64" (it has {found}); give exactly one')
+    key = present[0]
+    value = entry[key]
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequestError(f'{where}: "{key}" must be a non-empty string')
+    if key == "url":
+        return UrlImage(value.strip())
+    return EncodedImage(_decode_base64(value, where, key))
+
+
+_DATA_URL = re.compile(r"^data:[^,]*?(;base64)?,", re.IGNORECASE)
+
+
+def _decode_base64(value: str, where: str, key: str) -> bytes:
+    text = value.strip()
+    match = _DATA_URL.match(text)
+    if match:  # accept what a browser's FileReader.readAsDataURL produces
+        if not match.group(1):
+            raise BadRequestError(f'{where}: "{key}" is a data: URL that is not base64-encoded')
+        text = text[match.end() :]
+    text = "".join(text.split())
+    altchars = b"-_" if ("-" in text or "_" in text) else None  # URL-safe alphabet
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f'{where}: "{key}" is not valid base64 ({exc})') from exc
+    if not data:
+        raise BadRequestError(f'{where}: "{key}" decodes to zero bytes')
+    return data
+
+
+def _parse_npy(body: bytes) -> Request:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadRequestError(
+            f"the body is not a readable .npy array ({exc}); "
+            "write it with numpy.save(..., allow_pickle=False)"
+        ) from exc
+    if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for .npz archives
+        raise BadRequestError("send a single .npy array, not an .npz archive")
+    layouts = "HxWx3, 3xHxW, NxHxWx3 or Nx3xHxW"
+    if array.dtype == np.uint8:
+        if array.ndim not in (3, 4):
+            raise BadRequestError(f"uint8 image arrays must be {layouts}; got shape {array.shape}")
+        batch = array[None] if array.ndim == 3 else array
+        if batch.shape[-1] == 3:
+            batch = batch.transpose(0, 3, 1, 2)
+        elif batch.shape[1] != 3:
+            raise BadRequestError(f"uint8 image arrays must be {layouts} (RGB); got shape {array.shape}")
+        _, _, height, width = batch.shape
+        if height == 0 or width == 0 or height > MAX_SIDE or width > MAX_SIDE:
+            raise BadRequestError(
+                f"image arrays must be 1..{MAX_SIDE} pixels per side; got shape {array.shape}"
+            )
+        items: list[ImageItem] = [torch.from_numpy(np.ascontiguousarray(image)) for image in batch]
+        return Request(items=items, single=array.ndim == 3)
+    if array.dtype.kind == "f":
+        if array.ndim not in (3, 4):
+            raise BadRequestError(
+                f"float arrays must be a normalised 3xSxS image or Nx3xSxS batch; got shape {array.shape}"
+            )
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return Request(normalized=tensor if array.ndim == 4 else tensor[None], single=array.ndim == 3)
+    raise BadRequestError(
+        f"unsupported array dtype {array.dtype}: "
+        "send uint8 pixels or a float32 batch that is already normalised"
+    )
+
+
+def _parse_top_k(value: object, source: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequestError(f"{source} must be a non-negative integer (0 means raw scores); got {value!r}")
+    return value
+
+
+def _top_k_from_context(context: Any) -> int | None:
+    raw = _custom_attributes(context)
+    if not raw:
+        return None
+    for part in re.split(r"[;,]", raw):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "top_k":
+            return _parse_top_k(value.strip(), "top_k in CustomAttributes")
+    return None
+
+
+def _custom_attributes(context: Any) -> str | None:
+    if context is None:
+        return None
+    if isinstance(context, dict):
+        value = context.get("custom_attributes")
+        return value if isinstance(value, str) else None
+    value = getattr(context, "custom_attributes", None)
+    if isinstance(value, str):
+        return value
+    # A TorchServe context (what the SageMaker toolkit passes) exposes request headers instead.
+    get_header = getattr(context, "get_request_header", None)
+    if callable(get_header):
+        for name in (_CUSTOM_ATTRIBUTES_HEADER, _CUSTOM_ATTRIBUTES_HEADER.lower()):
+            try:
+                header = get_header(0, name)
+            except Exception:  # third-party context objects: a missing header may raise anything
+                continue
+            if isinstance(header, bytes | bytearray):
+                header = header.decode("utf-8", "replace")
+            if isinstance(header, str) and header:
+                return header
+    return None
+
+
+# --- batch building -------------------------------------------------------------------------------
+
+
+def _check_normalized(batch: torch.Tensor, pp: Preprocess) -> torch.Tensor:
+    size = pp.image_size
+    if tuple(batch.shape[1:]) != (3, size, size):
+        raise BadRequestError(
+            f"float arrays must be normalised images of shape Nx3x{size}x{size} (or 3x{size}x{size}) for "
+            f"this model; got {tuple(batch.shape)}. Send uint8 pixels to have the server preprocess them."
+        )
+    if not torch.isfinite(batch).all():
+        raise BadRequestError("the float array contains NaN or infinite values")
+    return batch
+
+
+def _build_batch(data: Request, model: ServingModel) -> torch.Tensor:
+    urls = [(i, item.url) for i, item in enumerate(data.items) if isinstance(item, UrlImage)]
+    fetched = _fetch_urls(urls, model, data.single)
+    tensors = []
+    for i, item in enumerate(data.items):
+        if isinstance(item, torch.Tensor):
+            pixels = item
+        else:
+            encoded = fetched[i] if isinstance(item, UrlImage) else item.data
+            pixels = _labelled(lambda e=encoded: decode_image(e, max_pixels=model.max_pixels), i, data.single)
+        tensors.append(eval_tensor(pixels, model.preprocess))
+    return torch.stack(tensors)
+
+
+def _fetch_urls(urls: list[tuple[int, str]], model: ServingModel, single: bool) -> dict[int, bytes]:
+    def fetch(url: str) -> bytes:
+        return fetch_url(
+            url,
+            max_bytes=model.url_max_bytes,
+            timeout_s=model.url_timeout_s,
+            allow_private=model.allow_private_urls,
+        )
+
+    if len(urls) <= 1:
+        return {i: _labelled(lambda u=url: fetch(u), i, single) for i, url in urls}
+    # Downloads wait on the network, not the CPU, so a few threads cut a multi-URL request's latency.
+    with ThreadPoolExecutor(max_workers=min(_MAX_URL_FETCHERS, len(urls))) as pool:
+        futures = {i: pool.submit(fetch, url) for i, url in urls}
+        return {i: _labelled(future.result, i, single) for i, future in futures.items()}
+
+
+_T = TypeVar("_T")
+
+
+def _labelled(call: Callable[[], _T], index: int, single: bool) -> _T:
+    """Run ``call``; in a multi-image request, say which image an error is about."""
+    try:
+        return call()
+    except InferenceError as exc:
+        if not single:
+            exc.message = f"image {index}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def _choose_accept(accept: str | None) -> str:
+    if not accept or not accept.strip():
+        return JSON
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media:
+            ranked.append((-quality, position, media.lower()))
+    for _, _, media in sorted(ranked):
+        if media in (JSON, "*/*", "application/*"):
+            return JSON
+        if media == NPY:
+            return NPY
+    raise UnsupportedAcceptError(accept, ACCEPT_TYPES)
+
+
+def _top_k_rows(logits: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    scores = logits.astype(np.float64)
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")[: min(k, len(probs))]
+    return [
+        {"label": labels[i] if i < len(labels) else str(i), "index": int(i), "score": float(probs[i])}
+        for i in order
+    ]
