@@ -97,3 +97,15 @@ def parameter_digest(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def broadcast_buffers(module: torch.nn.Module, placement: Placement) -> None:
+    """Make every rank use rank 0's BatchNorm statistics.
+
+    DDP syncs buffers at the start of each forward, so after the last step of an epoch each rank
+    holds stats from its own final batch; evaluation and the saved model must not depend on the rank.
+    """
+    if not placement.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)

@@ -235,6 +235,7 @@ class Trainer:
                 correct += (logits.detach().argmax(1) == y).sum().item()
                 count += n
                 progress.advance(n, loss.detach().item())
+        ddp.broadcast_buffers(self.model, self.placement)
         total_loss, correct, count = ddp.all_reduce_sum([total_loss, correct, count], self.placement)
         return total_loss / max(count, 1), correct / max(count, 1)
 
