@@ -82,9 +82,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.fixture
-def serving(artifact: tuple[Path, Classifier, ArtifactMeta], clean_env: pytest.MonkeyPatch) -> ServingModel:
-    return model_fn(str(artifact[0]))
+@pytest.fixture(scope="module")
+def serving(artifact: tuple[Path, Classifier, ArtifactMeta]) -> ServingModel:
+    # Module-scoped (loading costs ~0.2 s); tests that need other settings call model_fn themselves.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ENV_VARS:
+            patch.delenv(name, raising=False)
+        return model_fn(str(artifact[0]))
 
 
 def picture(seed: int = 0, height: int = 90, width: int = 120) -> np.ndarray:
