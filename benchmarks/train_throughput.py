@@ -109,7 +109,8 @@ def pipeline_section(args, device: torch.device) -> list[tuple[str, float]]:
         n_train = 8 * args.per_class
         for pipeline in ("files", "cache"):
             common = [
-                "--data-dir", str(data), "--output-dir", f"{tmp}/{pipeline}/out", "--model-dir", f"{tmp}/{pipeline}/m",
+                "--data-dir", str(data), "--output-dir", f"{tmp}/{pipeline}/out",
+                "--model-dir", f"{tmp}/{pipeline}/m",
                 "--backbone", args.backbone, "--freeze", "none", "--image-size", str(args.image_size),
                 "--batch-size", str(args.batch_size), "--epochs", "2", "--patience", "0", "--quiet",
                 "--pipeline", pipeline, "--num-workers", str(args.workers),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def png_with_header_size(width: int, height: int) -> bytes:
 
 
 class _ImageHandler(BaseHTTPRequestHandler):
-    images: dict[str, bytes] = {}
+    images: ClassVar[dict[str, bytes]] = {}
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -562,7 +563,7 @@ def test_bad_custom_attribute_top_k() -> None:
 
 def test_multi_image_errors_name_the_image(serving: ServingModel) -> None:
     good = {"image": b64(encode(picture(), "PNG"))}
-    with pytest.raises(ImageDecodeError, match="^image 1: "):
+    with pytest.raises(ImageDecodeError, match=r"^image 1: "):
         run(serving, json.dumps([good, {"image": b64(b"garbage bytes")}]), "application/json")
     with pytest.raises(BadRequestError, match=r"^image 2 has none of"):
         run(serving, json.dumps([good, good, {"img": "x"}]), "application/json")
@@ -591,7 +592,8 @@ inference = importlib.import_module("inference")
 import kennel.ml.handler as handler
 code_dir = pathlib.Path({str(code_dir)!r}).resolve()
 assert pathlib.Path(handler.__file__).resolve().is_relative_to(code_dir), handler.__file__
-leaked = [m for m in sys.modules if m.startswith("kennel") and not m.startswith("kennel.ml") and m != "kennel"]
+leaked = [m for m in sys.modules if m.split(".")[0] == "kennel" and m not in ("kennel", "kennel.ml")
+          and not m.startswith("kennel.ml.")]
 assert not leaked, leaked
 model = inference.model_fn({str(model_dir)!r})
 data = inference.input_fn(pathlib.Path({str(image)!r}).read_bytes(), "image/jpeg")
