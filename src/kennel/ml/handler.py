@@ -15,6 +15,14 @@ Request formats (``Content-Type``; parameters such as ``charset`` are ignored):
 * ``application/x-npy``: uint8 pixels (HxWx3, 3xHxW, NxHxWx3, Nx3xHxW) or a float batch already
   normalised at the model's image size (3xSxS or Nx3xSxS).
 
+Responses (``Accept``; missing, ``*/*`` and ``application/*`` mean JSON; q-values are honoured):
+
+* ``application/json``: without ``top_k`` the raw scores (logits) as the seed endpoints returned
+  them, a list of C numbers for one image or a list of such lists for a list request; with
+  ``top_k`` > 0, ``[{"label", "index", "score"}]`` sorted by softmax probability (one list per image).
+* ``application/x-npy``: the float32 logits, shape ``[C]`` for one image or ``[N, C]``; ``top_k``
+  does not apply, the caller has every score.
+
 ``top_k`` precedence: an explicit JSON ``top_k`` beats ``top_k=`` in SageMaker CustomAttributes, which
 beats ``KENNEL_DEFAULT_TOP_K``. The body is the more specific statement of intent: a client library
 may add CustomAttributes to every call, while the JSON was written for this one request.
@@ -46,7 +54,7 @@ from .errors import (
 )
 from .images import MAX_SIDE, decode_image
 from .runtimes import Predictor, load_predictor
-from .transforms import Preprocess, eval_tensor
+from .transforms import Preprocess, eval_tensor, normalize, resize_and_center_crop
 from .urlfetch import fetch_url
 
 JSON = "application/json"
@@ -79,7 +87,7 @@ class EncodedImage:
     data: bytes
 
 
-ImageItem = UrlImage | EncodedImage | torch.Tensor  # the tensor form is uint8 CHW pixels from .npy
+ImageItem = UrlImage | EncodedImage
 
 
 @dataclass
@@ -87,13 +95,18 @@ class Request:
     """What ``input_fn`` parsed; ``predict_fn`` turns it into a batch with the model's preprocessing."""
 
     items: list[ImageItem] = field(default_factory=list)
-    normalized: torch.Tensor | None = None  # float NCHW from .npy, used as-is after a shape check
+    # From .npy bodies; kept as one tensor so a huge N is refused before anything is split per image.
+    pixels: torch.Tensor | None = None  # uint8 NCHW, preprocessed as one batch
+    normalized: torch.Tensor | None = None  # float NCHW, used as-is after a shape check
     single: bool = True  # one image rather than a list: the response is then one result, not a list
     top_k: int | None = None
 
     @property
     def count(self) -> int:
-        return int(self.normalized.shape[0]) if self.normalized is not None else len(self.items)
+        for tensor in (self.pixels, self.normalized):
+            if tensor is not None:
+                return int(tensor.shape[0])
+        return len(self.items)
 
 
 @dataclass
@@ -172,15 +185,20 @@ def predict_fn(data: Request, model: ServingModel, context: Any = None) -> Predi
             "Split it into several requests."
         )
     pp = model.preprocess
-    batch = (
-        _check_normalized(data.normalized, pp) if data.normalized is not None else _build_batch(data, model)
-    )
+    if data.normalized is not None:
+        batch = _check_normalized(data.normalized, pp)
+    elif data.pixels is not None:
+        # All images in an array share one size, so resizing works on the whole batch at once.
+        batch = normalize(resize_and_center_crop(data.pixels, pp.resize_size, pp.image_size), pp)
+    else:
+        batch = _build_batch(data, model)
     logits = np.asarray(model.predictor.predict(batch), dtype=np.float32)
     top_k = data.top_k if data.top_k is not None else model.default_top_k
     return Prediction(logits=logits, labels=model.labels, single=data.single, top_k=top_k)
 
 
 def output_fn(prediction: Prediction, accept: str | None, context: Any = None) -> tuple[bytes | str, str]:
+    """Serialise for ``accept``: JSON text (str) or .npy bytes, plus the content type actually used."""
     media_type = _choose_accept(accept)
     logits = prediction.logits
     if media_type == NPY:
@@ -338,8 +356,7 @@ def _parse_npy(body: bytes) -> Request:
             raise BadRequestError(
                 f"image arrays must be 1..{MAX_SIDE} pixels per side; got shape {array.shape}"
             )
-        items: list[ImageItem] = [torch.from_numpy(np.ascontiguousarray(image)) for image in batch]
-        return Request(items=items, single=array.ndim == 3)
+        return Request(pixels=torch.from_numpy(np.ascontiguousarray(batch)), single=array.ndim == 3)
     if array.dtype.kind == "f":
         if array.ndim not in (3, 4):
             raise BadRequestError(
@@ -418,11 +435,8 @@ def _build_batch(data: Request, model: ServingModel) -> torch.Tensor:
     fetched = _fetch_urls(urls, model, data.single)
     tensors = []
     for i, item in enumerate(data.items):
-        if isinstance(item, torch.Tensor):
-            pixels = item
-        else:
-            encoded = fetched[i] if isinstance(item, UrlImage) else item.data
-            pixels = _labelled(lambda e=encoded: decode_image(e, max_pixels=model.max_pixels), i, data.single)
+        encoded = fetched[i] if isinstance(item, UrlImage) else item.data
+        pixels = _labelled(lambda e=encoded: decode_image(e, max_pixels=model.max_pixels), i, data.single)
         tensors.append(eval_tensor(pixels, model.preprocess))
     return torch.stack(tensors)
 

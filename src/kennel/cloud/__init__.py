@@ -1,0 +1,1 @@
+"""Kennel's AWS-compatible control and data plane."""

@@ -1,0 +1,1 @@
+"""IAM policy language and the pure authorisation decision."""
