@@ -39,7 +39,8 @@ def _check_run(out: Path, world_size: int, stdout: str) -> None:
 
 
 def test_two_processes_one_host(synth_data: Path, tmp_path: Path) -> None:
-    cmd = [*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+    port = str(free_port())
+    cmd = [*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port,
            "--no-python", sys.executable, *_train_args(synth_data, tmp_path)]  # fmt: skip
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

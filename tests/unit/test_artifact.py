@@ -75,7 +75,7 @@ def test_corrupt_and_unsafe_archives(model_dir: Path, tmp_path: Path) -> None:
     archive = package_model(model_dir, tmp_path / "model.tar.gz")
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[:5000])
-    with pytest.raises(ArtifactError, match="not a readable tar.gz"):
+    with pytest.raises(ArtifactError, match=r"not a readable tar\.gz"):
         unpack_artifact(truncated, tmp_path / "t")
     evil = tmp_path / "evil.tar.gz"
     with tarfile.open(evil, "w:gz") as tar:

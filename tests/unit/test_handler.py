@@ -61,6 +61,15 @@ ENV_VARS = (
 # --- fixtures -------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cpu_only() -> Iterator[None]:
+    # On a GPU box the torch runtime would run under bfloat16 autocast; the exact-logit checks here
+    # compare against a float32 CPU forward pass, so keep serving on the CPU.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Classifier, ArtifactMeta]:
     torch.manual_seed(0)
@@ -602,6 +611,7 @@ print(json.dumps({{"content_type": content_type, "scores": json.loads(body)}}))
 """
     env = {key: value for key, value in os.environ.items() if key not in ENV_VARS}
     env["PYTHONPATH"] = str(code_dir)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # same reason as cpu_only
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

@@ -37,6 +37,7 @@ _VENDORED_MODULES = (
     "artifact.py",
     "dog_breeds.txt",
     "errors.py",
+    "export.py",
     "handler.py",
     "images.py",
     "labels.py",

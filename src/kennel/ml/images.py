@@ -26,7 +26,8 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000, max_bytes: int = 
     """Decode JPEG/PNG (torchvision's fast decoders) or any allowed PIL format to uint8 CHW RGB.
 
     Grayscale, palette, alpha and CMYK inputs become RGB (alpha is dropped, not composited);
-    EXIF orientation is applied; animated images give their first frame.
+    EXIF orientation is applied; animated images give their first frame. The effective pixel limit
+    is ``min(max_pixels, PIL.Image.MAX_IMAGE_PIXELS)``: PIL's bomb warning is treated as a refusal too.
     """
     if not data:
         raise ImageDecodeError("the image is empty (0 bytes)")
@@ -57,8 +58,8 @@ def _open_header(data: bytes) -> Image.Image:
     """``Image.open`` parses only the header; turn PIL's own bomb check into our error."""
     try:
         # Escalate PIL's bomb warning so a huge image is refused even when max_pixels was set above
-        # PIL's limit. catch_warnings touches process-wide state, but the only filter it adds is this
-        # one, so an interleaving with another thread can at worst leave the same filter installed.
+        # PIL's limit. catch_warnings swaps process-wide filter state for the header parse only
+        # (microseconds); a racing thread could at worst keep this one filter or lose one it added then.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=_allowed_formats())
