@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import InferenceError
 from .images import decode_image
 from .labels import readable_label
+from .progress import Bar
 from .synth import METADATA_FILE
 from .transforms import resize_and_center_crop
 
@@ -246,19 +247,14 @@ def decode_split(
         collate_fn=collate_skip_bad,
     )
     skipped = 0
-    tracker = _progress(progress, f"decoding {split.name}", n)
-    try:
+    with Bar(progress, f"decoding {split.name}", n) as bar:
         for batch, batch_targets, indices, bad in loader:
             skipped += bad
             if batch is not None:
                 images[indices] = batch
                 targets[indices] = batch_targets
                 keep[indices] = True
-            if tracker is not None:
-                tracker[0].advance(tracker[1], len(indices) + bad if indices is not None else bad)
-    finally:
-        if tracker is not None:
-            tracker[0].stop()
+            bar.advance(bad + (len(indices) if indices is not None else 0))
     if skipped:
         log.warning("%s: skipped %d unreadable images out of %d", split.name, skipped, n)
     decoded = DecodedSplit(images[keep].contiguous(), targets[keep].contiguous(), skipped)
@@ -268,19 +264,3 @@ def decode_split(
         torch.save({"images": decoded.images, "targets": decoded.targets, "skipped": skipped}, tmp)
         tmp.replace(cache_file)
     return decoded
-
-
-def _progress(enabled: bool, description: str, total: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    tracker = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
-    tracker.start()
-    return tracker, tracker.add_task(description, total=total)

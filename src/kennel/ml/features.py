@@ -15,12 +15,13 @@ from torch import nn
 
 from .data import DecodedSplit
 from .distributed import Placement
+from .progress import Bar
 from .transforms import Preprocess, center_crop_batch, normalize
 
 
 @torch.inference_mode()
 def _features_for(
-    backbone: nn.Module, images: torch.Tensor, pp: Preprocess, device: torch.device, batch_size: int, progress
+    backbone: nn.Module, images: torch.Tensor, pp: Preprocess, device: torch.device, batch_size: int, bar: Bar
 ) -> torch.Tensor:
     outputs = []
     for start in range(0, images.shape[0], batch_size):
@@ -30,8 +31,7 @@ def _features_for(
                 outputs.append(backbone(x.contiguous(memory_format=torch.channels_last)).float())
         else:
             outputs.append(backbone(x).float())
-        if progress is not None:
-            progress[0].advance(progress[1], x.shape[0])
+        bar.advance(x.shape[0])
     if not outputs:
         return torch.empty(0, 0, device=device)
     return torch.cat(outputs)
@@ -55,24 +55,13 @@ def compute_features(
     was_training = backbone.training
     backbone.eval()
     n = len(decoded)
-    tracker = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        tracker = (
-            bar,
-            bar.add_task("computing backbone features", total=math.ceil(n / placement.world_size)),
-        )
     try:
-        if placement.distributed:
-            features = _sharded(backbone, decoded, pp, placement, batch_size, tracker)
-        else:
-            features = _features_for(backbone, decoded.images, pp, placement.device, batch_size, tracker)
+        with Bar(progress, "computing backbone features", math.ceil(n / placement.world_size)) as bar:
+            if placement.distributed:
+                features = _sharded(backbone, decoded, pp, placement, batch_size, bar)
+            else:
+                features = _features_for(backbone, decoded.images, pp, placement.device, batch_size, bar)
     finally:
-        if tracker is not None:
-            tracker[0].stop()
         backbone.train(was_training)
     if cache_file is not None and placement.local_rank == 0:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -82,14 +71,14 @@ def compute_features(
     return features
 
 
-def _sharded(backbone, decoded: DecodedSplit, pp: Preprocess, placement: Placement, batch_size: int, tracker):
+def _sharded(
+    backbone, decoded: DecodedSplit, pp: Preprocess, placement: Placement, batch_size: int, bar: Bar
+):
     n, world = len(decoded), placement.world_size
     shard = math.ceil(n / world)
     # Pad by wrapping so every rank holds an equal shard (all_gather needs equal sizes).
     index = torch.arange(placement.rank * shard, (placement.rank + 1) * shard) % max(n, 1)
-    local = _features_for(
-        backbone, decoded.images[index], pp, placement.device, batch_size, tracker
-    ).contiguous()
+    local = _features_for(backbone, decoded.images[index], pp, placement.device, batch_size, bar).contiguous()
     gathered = [torch.empty_like(local) for _ in range(world)]
     dist.all_gather(gathered, local)
     return torch.cat(gathered)[:n]

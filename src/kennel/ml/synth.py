@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .labels import dog_breed_folders
+from .progress import Bar
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "bar", "star")
 METADATA_FILE = "kennel-dataset.json"
@@ -116,14 +117,7 @@ def generate(dest: Path, spec: SynthSpec, *, progress: bool = False) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     folders = class_folders(spec.classes)
     total = sum(spec.split_counts.values()) * spec.classes
-    tracker = None
-    if progress:
-        from rich.progress import Progress
-
-        tracker = Progress(transient=True)
-        tracker.start()
-        task = tracker.add_task("synthesising images", total=total)
-    try:
+    with Bar(progress, "synthesising images", total) as bar:
         for split_no, (split, count) in enumerate(spec.split_counts.items()):
             for index, folder in enumerate(folders):
                 out = dest / split / folder
@@ -134,11 +128,7 @@ def generate(dest: Path, spec: SynthSpec, *, progress: bool = False) -> dict:
                     render(index, spec.classes, spec.size, rng).save(
                         out / f"{folder.split('.', 1)[1]}_{k:05d}.jpg", quality=spec.quality
                     )
-                    if tracker is not None:
-                        tracker.advance(task)
-    finally:
-        if tracker is not None:
-            tracker.stop()
+                    bar.advance(1)
     metadata = {
         "synthetic": True,
         "generator": "kennel data synth",

@@ -33,6 +33,7 @@ from .data import DatasetInfo, decode_split, scan_dataset
 from .evaluate import classification_report, plot_confusion_matrix, plot_training_curves, write_report
 from .features import compute_features
 from .models import Classifier, Freeze, ModelConfig, build_model
+from .progress import Bar
 from .sources import BatchStats, FileSource, TensorSource, decoded_source
 from .transforms import Preprocess
 
@@ -87,8 +88,8 @@ class Trainer:
         self.main = placement.is_main
         self.preprocess = Preprocess(image_size=cfg.image_size)
         self.stats = BatchStats()
-        # Live bars only for a person at a terminal; logs (SageMaker, CI) get the metric lines alone.
-        self.console_progress = self.main and not cfg.quiet and sys.stderr.isatty()
+        self.feature_seconds: float | None = None
+        self.console_progress = self.main and not cfg.quiet
 
     # ----- data -------------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -210,11 +211,11 @@ class Trainer:
         self.model.train()
         generator = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch * 7 + self.placement.rank)
         indices = self._indices(len(source), epoch, shuffle=True)
-        augment = (
-            self.cfg.augment and isinstance(source, FileSource | TensorSource) and source_is_images(source)
-        )
+        augment = self.cfg.augment and source_is_images(source)
         total_loss = correct = count = 0.0
-        progress = _EpochProgress(self.console_progress, f"epoch {epoch + 1}/{self.cfg.epochs}", len(indices))
+        progress = Bar(
+            self.console_progress, f"epoch {epoch + 1}/{self.cfg.epochs}", len(indices), show_loss=True
+        )
         with progress:
             for x, y in source.batches(
                 indices,
@@ -415,7 +416,7 @@ class Trainer:
             "world_size": self.placement.world_size,
             "ranks_in_agreement": in_agreement,
             "seconds": time.perf_counter() - started,
-            "feature_seconds": getattr(self, "feature_seconds", None),
+            "feature_seconds": self.feature_seconds,
         }
         self._write_metrics(history, best_epoch, summary=summary)
         write_report(
@@ -442,39 +443,6 @@ class Trainer:
 
 def source_is_images(source) -> bool:
     return isinstance(source, FileSource) or getattr(source, "preprocess", None) is not None
-
-
-class _EpochProgress:
-    """A rich bar per epoch on the main process; nothing at all in quiet mode or on other ranks."""
-
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled, self.description, self.total = enabled, description, total
-
-    def __enter__(self) -> _EpochProgress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.description, total=self.total, loss="-")
-        return self
-
-    def advance(self, n: int, loss: float) -> None:
-        if self.enabled:
-            self.bar.update(self.task, advance=n, loss=f"{loss:.4f}")
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def run(cfg: TrainConfig) -> TrainResult:
