@@ -42,6 +42,7 @@ _VENDORED_MODULES = (
     "images.py",
     "labels.py",
     "models.py",
+    "payloads.py",
     "runtimes.py",
     "transforms.py",
     "urlfetch.py",
