@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -12,6 +13,8 @@ from rich.table import Table
 app = typer.Typer(help="Kennel: the AWS ML workflow for real on one machine.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: fetch the dog images, synthesise an offline stand-in, inspect.")
 app.add_typer(data_app, name="data")
+iam_app = typer.Typer(help="IAM access advisor over the local cloud's audit trail.")
+app.add_typer(iam_app, name="iam")
 console = Console()
 
 
@@ -143,6 +146,125 @@ def predict(
     for rank, row in enumerate(predict_image(model, image, top_k=top_k, runtime=runtime), start=1):
         table.add_row(str(rank), row["label"], f"{row['score']:.3f}")
     console.print(table)
+
+
+StateDir = typer.Option(None, "--state-dir", envvar="KENNEL_STATE_DIR", help="state directory (default .kennel)")
+
+
+def _settings(state_dir: Path | None, port: int | None = None):
+    from kennel.settings import Settings
+
+    return Settings.from_env(state_dir=state_dir, port=port)
+
+
+@app.command("up")
+def up(
+    port: int = typer.Option(4566, help="gateway port on 127.0.0.1 (0 picks a free one)"),
+    state_dir: Path | None = StateDir,
+    detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
+) -> None:
+    """Start the local cloud (idempotent: an already running gateway is left as it is)."""
+    from kennel.cloud import server
+
+    settings = _settings(state_dir, port)
+    running = server.read_running(settings.state_dir)
+    if running is not None:
+        console.print(f"Kennel is already running at {running.endpoint} (pid {running.pid})")
+        return
+    if detach:
+        running = server.start_detached(settings)
+        console.print(f"Kennel is up at {running.endpoint} (pid {running.pid}); `kennel env` prints credentials")
+        return
+    console.print(f"Kennel starting at {settings.endpoint_url} (Ctrl-C stops it)")
+    server.serve(settings)
+
+
+@app.command("down")
+def down(state_dir: Path | None = StateDir) -> None:
+    """Stop everything `kennel up` started (by PID)."""
+    from kennel.cloud import server
+
+    settings = _settings(state_dir)
+    stopped = server.stop(settings.state_dir)
+    console.print(f"stopped pid {stopped.pid}" if stopped else "Kennel was not running")
+
+
+@app.command("status")
+def status(state_dir: Path | None = StateDir) -> None:
+    """Is the gateway running, where, and is it healthy?"""
+    from kennel.cloud import server
+
+    settings = _settings(state_dir)
+    running = server.read_running(settings.state_dir)
+    if running is None:
+        console.print(f"Kennel is not running (state in {settings.state_dir})")
+        raise typer.Exit(1)
+    health = "healthy" if server.healthy(running.port) else "NOT answering"
+    uptime = time.time() - running.started
+    console.print(f"Kennel at {running.endpoint}: pid {running.pid}, up {uptime:.0f} s, {health}")
+
+
+@app.command("env")
+def env(state_dir: Path | None = StateDir) -> None:
+    """Print the `export` lines that point AWS clients at Kennel as the admin user."""
+    from kennel.cloud import server
+    from kennel.cloud.cloudstate import admin_credentials
+
+    settings = _settings(state_dir)
+    running = server.read_running(settings.state_dir)
+    port = running.port if running else settings.port
+    creds = admin_credentials(settings)
+    if creds is None:
+        console.print("# no state yet: run `kennel up` first", style="red")
+        raise typer.Exit(1)
+    print(f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}")
+    print(f"export AWS_DEFAULT_REGION={settings.region}")
+    print(f"export AWS_ACCESS_KEY_ID={creds.access_key_id}")
+    print(f"export AWS_SECRET_ACCESS_KEY={creds.secret_access_key}")
+    print("unset AWS_SESSION_TOKEN AWS_PROFILE")
+
+
+@iam_app.command("audit")
+def iam_audit(
+    state_dir: Path | None = StateDir,
+    unused_days: float = typer.Option(90, help="principals idle this long are reported"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Over-broad policies, idle principals and granted-but-unused permissions."""
+    from kennel.cloud.services.iam.advisor import audit_findings
+    from kennel.cloud.store import Store
+
+    settings = _settings(state_dir)
+    store = Store(settings.db_path)
+    try:
+        findings = audit_findings(store, settings.account_id, unused_days=unused_days)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+        return
+    table = Table(title=f"IAM findings ({len(findings)})")
+    for column in ("principal", "finding", "detail"):
+        table.add_column(column)
+    for f in findings:
+        table.add_row(f.principal_arn, f.kind, f.detail)
+    console.print(table)
+
+
+@iam_app.command("generate-policy")
+def iam_generate_policy(
+    principal_arn: str = typer.Argument(..., help="user or role ARN"),
+    state_dir: Path | None = StateDir,
+) -> None:
+    """Print a least-privilege policy built from the principal's recorded, allowed requests."""
+    from kennel.cloud.services.iam.advisor import generate_policy, policy_json
+    from kennel.cloud.store import Store
+
+    store = Store(_settings(state_dir).db_path)
+    try:
+        print(policy_json(generate_policy(store, principal_arn)))
+    finally:
+        store.close()
 
 
 @app.command("demo")

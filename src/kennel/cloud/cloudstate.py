@@ -1,0 +1,98 @@
+"""The running cloud: store, identities, authorisation, audit and the service providers."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from kennel.cloud import ids
+from kennel.cloud.audit import AuditLog
+from kennel.cloud.auth.identity import IdentityDirectory
+from kennel.cloud.authz import Authorizer
+from kennel.cloud.services.base import Provider
+from kennel.cloud.services.iam import tables as t
+from kennel.cloud.services.iam.managed import managed_arn
+from kennel.cloud.services.iam.provider import IamProvider
+from kennel.cloud.services.sts.provider import StsProvider
+from kennel.cloud.store import Store
+from kennel.settings import Settings
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    user: str
+    access_key_id: str
+    secret_access_key: str
+
+
+class Cloud:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.state_dir, 0o700)
+        self.store = Store(settings.db_path)
+        self.identities = IdentityDirectory(self.store, settings.account_id, time.time)
+        self.audit = AuditLog(self.store)
+        self.authorizer = Authorizer(self.identities, self.audit)
+        self.providers: dict[str, Provider] = {}
+        for provider_class in (IamProvider, StsProvider):
+            provider = provider_class(self)
+            self.providers[provider.service] = provider
+        self.iam.seed()
+        self.admin = self.ensure_admin()
+
+    @property
+    def iam(self) -> IamProvider:
+        return self.providers["iam"]  # type: ignore[return-value]
+
+    @property
+    def sts(self) -> StsProvider:
+        return self.providers["sts"]  # type: ignore[return-value]
+
+    def ensure_admin(self) -> AdminCredentials:
+        """The admin user exists from the first start on; its first access key is what `kennel env` prints."""
+        name = self.settings.admin_user
+        with self.store.write() as conn:
+            if conn.execute(select(t.users.c.name).where(t.users.c.name == name)).first() is None:
+                now = time.time()
+                conn.execute(t.users.insert().values(name=name, user_id=ids.unique_id("AIDA"), path="/", created=now))
+                conn.execute(t.attachments.insert().values(principal_type="user", principal_name=name,
+                                                           policy_arn=managed_arn("AdministratorAccess")))  # fmt: skip
+                conn.execute(
+                    t.access_keys.insert().values(
+                        access_key_id=ids.access_key_id(), secret=ids.secret_access_key(), user_name=name,
+                        status="Active", created=now,
+                    )
+                )  # fmt: skip
+            row = conn.execute(
+                select(t.access_keys.c.access_key_id, t.access_keys.c.secret)
+                .where(t.access_keys.c.user_name == name)
+                .order_by(t.access_keys.c.created)
+            ).first()
+        if row is None:
+            raise RuntimeError(f"the admin user {name} has no access key; create one with iam CreateAccessKey")
+        return AdminCredentials(name, row[0], row[1])
+
+    def close(self) -> None:
+        self.audit.close()
+        self.store.close()
+
+
+def admin_credentials(settings: Settings) -> AdminCredentials | None:
+    """The admin user's first key, read straight from the store (works while the gateway runs)."""
+    if not settings.db_path.exists():
+        return None
+    store = Store(settings.db_path)
+    try:
+        with store.read() as conn:
+            row = conn.execute(
+                select(t.access_keys.c.access_key_id, t.access_keys.c.secret)
+                .where(t.access_keys.c.user_name == settings.admin_user)
+                .order_by(t.access_keys.c.created)
+            ).first()
+    finally:
+        store.close()
+    return AdminCredentials(settings.admin_user, row[0], row[1]) if row else None

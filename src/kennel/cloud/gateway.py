@@ -1,0 +1,202 @@
+"""The gateway: one ASGI app on one loopback port for every service.
+
+Per request: read the body (size-limited) → route to (service, operation) → verify SigV4 → parse and
+validate the parameters from botocore's model → authorise ``prefix:Operation`` on the resource with
+IAM → run the provider → serialize. This module is the only place errors become HTTP responses,
+and nothing a client sends can make it answer anything but a well-formed AWS error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from kennel.cloud import ids
+from kennel.cloud.auth.sigv4 import AuthError, RawRequest, verify
+from kennel.cloud.cloudstate import Cloud
+from kennel.cloud.errors import (
+    AccessDenied,
+    AccessDeniedException,
+    AwsError,
+    InternalFailure,
+    NotImplementedOperation,
+    RequestEntityTooLarge,
+    error_class,
+)
+from kennel.cloud.protocol import (
+    HttpRequest,
+    HttpResponse,
+    iam_action_prefix,
+    load_service,
+    parse_request,
+    route,
+    serialize_error,
+    serialize_response,
+)
+from kennel.cloud.services.base import Context
+
+log = logging.getLogger("kennel.gateway")
+
+HEALTH_PATH = "/_kennel/health"
+_SCOPE_SERVICE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+_QUERY_SCOPE_SERVICE = re.compile(r"X-Amz-Credential=[^&]*?%2F\d{8}%2F[^&%]+%2F([^&%]+)%2Faws4_request", re.I)
+
+
+def signing_service(request: HttpRequest) -> str | None:
+    """The credential-scope service, read cheaply before verification (routing needs it first)."""
+    match = _SCOPE_SERVICE.search(request.headers.get("authorization") or "")
+    if match is None:
+        match = _QUERY_SCOPE_SERVICE.search(request.query_string)
+    return match.group(1) if match else None
+
+
+class Gateway:
+    def __init__(self, cloud: Cloud, *, clock=time.time) -> None:
+        self.cloud = cloud
+        self.clock = clock
+        self.max_skew = timedelta(seconds=cloud.settings.max_clock_skew_s)
+
+    # ----- ASGI -------------------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == HEALTH_PATH:
+            await _send(send, HttpResponse(200, {"content-type": "application/json"}, self._health()))
+            return
+        request_id = ids.request_id()
+        try:
+            body = await self._read_body(scope, receive)
+        except AwsError as err:
+            await _send(send, self._error_response(None, None, err, request_id))
+            return
+        request = HttpRequest(
+            method=scope["method"],
+            path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0] or "/",
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            body=body,
+        )
+        source_ip = (scope.get("client") or ("127.0.0.1", 0))[0]
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(None, partial(self.handle, request, request_id, source_ip))
+        await _send(send, response)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, scope, receive) -> bytes:
+        limit = self.cloud.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise RequestEntityTooLarge(f"Request body of {int(value)} bytes exceeds the limit of {limit} bytes.")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _health(self) -> bytes:
+        return json.dumps({"status": "ok", "region": self.cloud.settings.region,
+                           "services": sorted(self.cloud.providers)}).encode()  # fmt: skip
+
+    # ----- the pipeline -----------------------------------------------------------------------------
+    def handle(self, request: HttpRequest, request_id: str, source_ip: str = "127.0.0.1") -> HttpResponse:
+        service = operation = None
+        try:
+            service, operation = route(request, signing_service(request))
+            protocol = load_service(service).protocol
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            raw_path = request.path + (f"?{request.query_string}" if request.query_string else "")
+            try:
+                verified = verify(
+                    RawRequest(request.method, raw_path, list(request.headers.items()), request.body),
+                    self.cloud.identities.lookup,
+                    now=now,
+                    max_skew=self.max_skew,
+                    protocol=_auth_protocol(protocol),
+                )
+            except AuthError as err:
+                raise _auth_error(err) from None
+            params = parse_request(service, operation, request)
+            provider = self.cloud.providers.get(service)
+            if provider is None:
+                raise NotImplementedOperation(
+                    f"Kennel does not implement the {service} service yet (operation {operation})."
+                )
+            principal = verified.record.principal
+            ctx = Context(
+                request_id=request_id, service=service, operation=operation, principal=principal,
+                region=verified.region, account=self.cloud.settings.account_id, now=now, source_ip=source_ip,
+            )  # fmt: skip
+            if operation not in provider.skip_authorization:
+                self._authorize(provider, ctx, params, protocol, verified.access_key_id)
+            result = provider.handler(operation)(params, ctx)
+            return serialize_response(service, operation, result, request_id)
+        except AwsError as err:
+            return self._error_response(service, operation, err, request_id)
+        except Exception:  # a bug must cost one request a 500, never the gateway
+            log.exception("unhandled error in %s %s (request %s)", service, operation, request_id)
+            failure = InternalFailure("We encountered an internal error. Please try again.")
+            return self._error_response(service, operation, failure, request_id)
+
+    def _authorize(self, provider, ctx: Context, params: dict, protocol: str, access_key_id: str) -> None:
+        action = f"{iam_action_prefix(ctx.service)}:{ctx.operation}"
+        resource = provider.resource_arn(ctx.operation, params, ctx)
+        resource_policies = provider.resource_policies(ctx.operation, params)
+        decision = self.cloud.authorizer.decide(
+            ctx.principal, action, resource, now=ctx.now, source_ip=ctx.source_ip, region=ctx.region,
+            request_id=ctx.request_id, access_key_id=access_key_id, resource_policies=resource_policies,
+        )  # fmt: skip
+        if not decision.allowed:
+            message = decision.message(ctx.principal.arn, action, resource)
+            raise AccessDenied(message) if protocol == "query" else AccessDeniedException(message)
+
+    def _error_response(self, service, operation, err: AwsError, request_id: str) -> HttpResponse:
+        if service is None:
+            body = json.dumps({"__type": err.code, "message": err.message}).encode()
+            headers = {"content-type": "application/json", "x-amzn-RequestId": request_id,
+                       "x-amzn-ErrorType": err.code}  # fmt: skip
+            return HttpResponse(err.status, headers, body)
+        try:
+            return serialize_error(service, operation, err, request_id)
+        except Exception:
+            log.exception("could not serialize %r for %s", err, service)
+            return HttpResponse(500, {"x-amzn-RequestId": request_id}, b"")
+
+
+def _auth_protocol(protocol: str) -> str:
+    return protocol if protocol in ("query", "json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor") else "json"
+
+
+def _auth_error(err: AuthError) -> AwsError:
+    return error_class(err.code, err.status)(err.message, status=err.status)
+
+
+async def _send(send, response: HttpResponse) -> None:
+    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()]
+    if not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

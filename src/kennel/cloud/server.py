@@ -1,0 +1,153 @@
+"""Run the gateway: in the foreground, or detached with a PID file so `kennel down` can stop it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from kennel.settings import Settings
+
+RUNTIME_FILE = "gateway.json"
+LOG_FILE = "gateway.log"
+
+
+@dataclass(frozen=True)
+class Running:
+    pid: int
+    port: int
+    started: float
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_running(state_dir: Path) -> Running | None:
+    """The gateway recorded in the state directory, if its process is still alive."""
+    try:
+        data = json.loads((state_dir / RUNTIME_FILE).read_text())
+        running = Running(int(data["pid"]), int(data["port"]), float(data["started"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return running if _alive(running.pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie or a recycled PID is not our gateway.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return b"kennel" in cmdline and "\nState:\tZ" not in status
+
+
+def healthy(port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_kennel/health", timeout=timeout_s) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def serve(settings: Settings) -> None:
+    """Foreground: build the cloud, record PID and port, serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from kennel.cloud.cloudstate import Cloud
+    from kennel.cloud.gateway import Gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    port = settings.port or free_port()
+    settings = settings.model_copy(update={"port": port})
+    cloud = Cloud(settings)
+    runtime = settings.state_dir / RUNTIME_FILE
+    runtime.write_text(json.dumps({"pid": os.getpid(), "port": port, "started": time.time()}))
+    config = uvicorn.Config(
+        Gateway(cloud), host=settings.host, port=port, log_level="warning", access_log=False,
+        lifespan="on", timeout_keep_alive=30,
+    )  # fmt: skip
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        cloud.close()
+        with contextlib.suppress(OSError):
+            if json.loads(runtime.read_text()).get("pid") == os.getpid():
+                runtime.unlink()
+
+
+def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
+    """Start the gateway in its own session; return once it answers its health route."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.port or free_port()
+    log = (settings.state_dir / LOG_FILE).open("ab")
+    cmd = [sys.executable, "-m", "kennel.cloud.server", "--state-dir", str(settings.state_dir), "--port", str(port),
+           "--region", settings.region]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with code {proc.returncode}; see {settings.state_dir / LOG_FILE}")
+        if healthy(port, 0.5):
+            running = read_running(settings.state_dir)
+            if running is not None:
+                return running
+        time.sleep(0.1)
+    stop_pid(proc.pid)
+    raise RuntimeError(f"the gateway did not become healthy in {wait_s:.0f} s; see {settings.state_dir / LOG_FILE}")
+
+
+def stop_pid(pid: int, *, grace_s: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop(state_dir: Path) -> Running | None:
+    running = read_running(state_dir)
+    if running is not None:
+        stop_pid(running.pid)
+    with contextlib.suppress(OSError):
+        (state_dir / RUNTIME_FILE).unlink()
+    return running
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the Kennel gateway in the foreground.")
+    parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--region", default=None)
+    args = parser.parse_args(argv)
+    serve(Settings.from_env(state_dir=args.state_dir, port=args.port, region=args.region))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""IAM: users, access keys, roles, managed and inline policies."""

@@ -1,0 +1,68 @@
+"""Shared IAM helpers: error codes, pagination, timestamps, policy-document checks."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from datetime import UTC, datetime
+
+from kennel.cloud.errors import error_class
+from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+
+NoSuchEntity = error_class("NoSuchEntity", 404)
+EntityAlreadyExists = error_class("EntityAlreadyExists", 409)
+DeleteConflict = error_class("DeleteConflict", 409)
+LimitExceeded = error_class("LimitExceeded", 409)
+MalformedPolicy = error_class("MalformedPolicyDocument", 400)
+InvalidInput = error_class("InvalidInput", 400)
+
+MAX_POLICY_BYTES = {"managed": 6144, "role-inline": 10240, "user-inline": 2048, "trust": 2048}
+
+
+def when(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
+def encoded(document: str) -> str:
+    """IAM returns policy documents URL-encoded (boto3 decodes them back into dicts)."""
+    return urllib.parse.quote(document, safe="")
+
+
+def check_document(document: str, kind: PolicyKind, limit_key: str) -> str:
+    """Validate a policy document as IAM does on write; returns it unchanged."""
+    compact = json.dumps(json.loads(document), separators=(",", ":")) if _is_json(document) else document
+    if len(compact) > MAX_POLICY_BYTES[limit_key]:
+        raise LimitExceeded(
+            f"Cannot exceed quota for PolicySize: {MAX_POLICY_BYTES[limit_key]}"
+        )
+    try:
+        parse_policy(document, kind=kind)
+    except MalformedPolicyDocument as exc:
+        raise MalformedPolicy(str(exc)) from exc
+    return document
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def paginate(items: list, params: dict, *, default_max: int = 100) -> tuple[list, dict]:
+    """IAM's Marker/MaxItems/IsTruncated pagination over an already-sorted list."""
+    start = 0
+    marker = params.get("Marker")
+    if marker:
+        try:
+            start = int(marker)
+        except ValueError:
+            raise InvalidInput("Invalid Marker.") from None
+    limit = int(params.get("MaxItems") or default_max)
+    page = items[start : start + limit]
+    more = start + limit < len(items)
+    extra: dict = {"IsTruncated": more}
+    if more:
+        extra["Marker"] = str(start + limit)
+    return page, extra

@@ -1,0 +1,1 @@
+"""STS: caller identity and role sessions."""

@@ -1,0 +1,95 @@
+"""STS: GetCallerIdentity and AssumeRole (trust policy evaluated, temporary credentials issued)."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, select
+
+from kennel.cloud import ids
+from kennel.cloud.auth.identity import assumed_role_arn
+from kennel.cloud.errors import AccessDenied, error_class
+from kennel.cloud.iam.policy import PolicyKind, parse_policy
+from kennel.cloud.services.base import Context, Provider
+from kennel.cloud.services.iam import tables as t
+from kennel.cloud.services.iam.common import when
+
+ValidationError = error_class("ValidationError", 400)
+
+
+class StsProvider(Provider):
+    service = "sts"
+    # AWS answers GetCallerIdentity for any valid credentials, even under an explicit Deny.
+    skip_authorization = frozenset({"GetCallerIdentity"})
+
+    def get_caller_identity(self, params: dict, ctx: Context) -> dict:
+        p = ctx.principal
+        return {"UserId": p.user_id, "Account": p.account, "Arn": p.arn}
+
+    def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
+        return params.get("RoleArn", "*")
+
+    def resource_policies(self, operation: str, params: dict) -> list:
+        """The role's trust policy acts as the resource policy of sts:AssumeRole."""
+        if operation != "AssumeRole":
+            return []
+        name = _role_name(params.get("RoleArn", ""))
+        with self.cloud.store.read() as conn:
+            row = conn.execute(select(t.roles.c.trust_policy).where(t.roles.c.name == name)).first()
+        if row is None:
+            return []
+        return [self.cloud.identities.parsed(f"trust:{name}:{hash(row[0])}", f"trust:{name}", row[0], PolicyKind.TRUST)]
+
+    def assume_role(self, params: dict, ctx: Context) -> dict:
+        arn, session = params["RoleArn"], params["RoleSessionName"]
+        name = _role_name(arn)
+        with self.cloud.store.read() as conn:
+            role = conn.execute(select(t.roles).where(t.roles.c.name == name)).first()
+        if role is None or not arn.startswith(f"arn:aws:iam::{ctx.account}:role"):
+            # AWS does not reveal whether the role exists.
+            raise AccessDenied(
+                f"User: {ctx.principal.arn} is not authorized to perform: sts:AssumeRole on resource: {arn}"
+            )
+        duration = params.get("DurationSeconds", 3600)
+        if duration > role.max_session_duration:
+            raise ValidationError(
+                f"The requested DurationSeconds exceeds the MaxSessionDuration set for this role ({role.max_session_duration})."
+            )
+        if params.get("Policy"):
+            parse_policy(params["Policy"], kind=PolicyKind.IDENTITY)  # validated; session policies not applied
+        credentials = self.issue(name, session, ctx.principal.arn, duration)
+        return {
+            "Credentials": credentials,
+            "AssumedRoleUser": {
+                "AssumedRoleId": f"{role.role_id}:{session}",
+                "Arn": assumed_role_arn(ctx.account, name, session),
+            },
+            "PackedPolicySize": 0,
+        }
+
+    def issue(self, role: str, session: str, source_arn: str, duration_s: int) -> dict:
+        """Temporary credentials for a role session (also used when Kennel itself runs code as a role)."""
+        now = time.time()
+        record = {
+            "access_key_id": ids.access_key_id(temporary=True),
+            "secret": ids.secret_access_key(),
+            "session_token": ids.session_token(),
+            "role_name": role,
+            "session_name": session,
+            "source_arn": source_arn,
+            "created": now,
+            "expires": now + duration_s,
+        }
+        with self.cloud.store.write() as conn:
+            conn.execute(delete(t.sessions).where(t.sessions.c.expires < now - 86400))  # keep the table small
+            conn.execute(t.sessions.insert().values(**record))
+        return {
+            "AccessKeyId": record["access_key_id"],
+            "SecretAccessKey": record["secret"],
+            "SessionToken": record["session_token"],
+            "Expiration": when(record["expires"]),
+        }
+
+
+def _role_name(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1] if ":role/" in arn else ""

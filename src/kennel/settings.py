@@ -1,0 +1,41 @@
+"""One Settings object, built at start-up and passed in (nothing reads the environment at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    state_dir: Path = Field(Path(".kennel"), description="where the store, logs and PID files live")
+    host: str = Field("127.0.0.1", description="bind address; loopback only by design")
+    port: int = Field(4566, ge=0, le=65535, description="gateway port (0 picks a free one)")
+    region: str = Field("us-east-1", description="the region Kennel answers for")
+    account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="the single account Kennel simulates")
+    admin_user: str = Field("admin", description="IAM user created on first start, with AdministratorAccess")
+    max_body_bytes: int = Field(100 * 1024 * 1024, description="largest request body accepted")
+    max_clock_skew_s: int = Field(900, description="SigV4 clock-skew allowance (AWS: 15 minutes)")
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "kennel.db"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if env is None else env
+        values: dict = {}
+        if env.get("KENNEL_STATE_DIR"):
+            values["state_dir"] = Path(env["KENNEL_STATE_DIR"])
+        if env.get("KENNEL_PORT"):
+            values["port"] = int(env["KENNEL_PORT"])
+        if env.get("KENNEL_REGION"):
+            values["region"] = env["KENNEL_REGION"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
