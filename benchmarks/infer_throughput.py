@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/infer_throughput.py --backbone resnet50 --image-size 224 --seconds 3
 
 Builds a random-weight model directory in a temp folder (no downloads), exports it to ONNX, then for
-each runtime and batch size times a loop of ``--seconds`` after warmup. Every runtime's logits are
-compared with eager PyTorch on the same random images, so a fast-but-inexact path (OpenVINO bf16)
-shows its error next to its speed. "× eager" is always against eager fp32 PyTorch from this same run
-(plain contiguous fp32, all cores, inference_mode), never against a figure from another machine.
+each runtime and batch size times a loop of ``--seconds`` after warmup (img/s = batch / median call).
+Every runtime's logits are compared with eager PyTorch on the same random images, so a fast but
+inexact path (OpenVINO bf16) shows its error next to its speed. "× eager" is peak img/s over eager's
+peak img/s, eager being fp32 PyTorch from this same run (plain contiguous fp32, all cores,
+inference_mode), never a figure from another machine.
 """
 
 from __future__ import annotations
@@ -87,19 +88,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def time_loop(
     fn: Callable[[torch.Tensor], object], batch: torch.Tensor, seconds: float
 ) -> tuple[float, list[float]]:
-    """Images per second over a loop of at least ``seconds`` (and two calls), plus each call's latency."""
+    """Images per second from the median call time over a loop of at least ``seconds`` (and three calls).
+
+    The median rather than total time / calls: on a shared 2-core machine another process's burst
+    stalls a few calls by 5-10×, and a mean would report that burst instead of the runtime.
+    """
     fn(batch)  # warmup: first-call allocation, OpenVINO's per-shape kernel selection, oneDNN primitive caches
     fn(batch)
     latencies: list[float] = []
     started = time.perf_counter()
-    while True:
+    while time.perf_counter() - started < seconds or len(latencies) < 3:
         t0 = time.perf_counter()
         fn(batch)
         latencies.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds and len(latencies) >= 2:
-            break
-    return batch.shape[0] * len(latencies) / elapsed, latencies
+    return batch.shape[0] / statistics.median(latencies), latencies
 
 
 def predict_in_chunks(
@@ -147,11 +149,11 @@ def benchmark(args: argparse.Namespace, console: Console) -> list[RuntimeResult]
         def eager(batch: torch.Tensor) -> np.ndarray:
             return eager_model(batch).numpy()
 
-        reference = predict_in_chunks(eager, check_images, chunk)
-        scale = max(1.0, float(np.abs(reference).max()))
         candidates: list[tuple[str, str, float, Callable[[torch.Tensor], np.ndarray]]] = [
             (EAGER, "fp32", time.perf_counter() - started, eager)
         ]
+        reference = predict_in_chunks(eager, check_images, chunk)
+        scale = max(1.0, float(np.abs(reference).max()))
         for runtime in args.runtimes:
             started = time.perf_counter()
             predictor = load_predictor(model_dir, runtime, num_threads=threads)
