@@ -205,7 +205,7 @@ def package_model(model_dir: Path, out_path: Path) -> Path:
     with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
         for path in sorted(model_dir.rglob("*")):
             # Compiled-runtime caches are machine-specific and as big as the model: never ship them.
-            if {"__pycache__", "ov-cache"} & set(path.parts) or path.is_symlink():
+            if {"__pycache__", "ov-cache"} & set(path.relative_to(model_dir).parts) or path.is_symlink():
                 continue
             tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
     tmp.replace(out_path)
