@@ -148,7 +148,9 @@ def predict(
     console.print(table)
 
 
-StateDir = typer.Option(None, "--state-dir", envvar="KENNEL_STATE_DIR", help="state directory (default .kennel)")
+StateDir = typer.Option(
+    None, "--state-dir", envvar="KENNEL_STATE_DIR", help="state directory (default .kennel)"
+)
 
 
 def _settings(state_dir: Path | None, port: int | None = None):
@@ -173,7 +175,9 @@ def up(
         return
     if detach:
         running = server.start_detached(settings)
-        console.print(f"Kennel is up at {running.endpoint} (pid {running.pid}); `kennel env` prints credentials")
+        console.print(
+            f"Kennel is up at {running.endpoint} (pid {running.pid}); `kennel env` prints credentials"
+        )
         return
     console.print(f"Kennel starting at {settings.endpoint_url} (Ctrl-C stops it)")
     server.serve(settings)

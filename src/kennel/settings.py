@@ -14,7 +14,9 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="bind address; loopback only by design")
     port: int = Field(4566, ge=0, le=65535, description="gateway port (0 picks a free one)")
     region: str = Field("us-east-1", description="the region Kennel answers for")
-    account_id: str = Field("000000000000", pattern=r"^\d{12}$", description="the single account Kennel simulates")
+    account_id: str = Field(
+        "000000000000", pattern=r"^\d{12}$", description="the single account Kennel simulates"
+    )
     admin_user: str = Field("admin", description="IAM user created on first start, with AdministratorAccess")
     max_body_bytes: int = Field(100 * 1024 * 1024, description="largest request body accepted")
     max_clock_skew_s: int = Field(900, description="SigV4 clock-skew allowance (AWS: 15 minutes)")

@@ -79,7 +79,9 @@ def start_gateway(state_dir: Path, port: int | None = None) -> LiveCloud:
         time.sleep(0.1)
     creds = admin_credentials(Settings(state_dir=state_dir))
     assert creds is not None
-    return LiveCloud(f"http://127.0.0.1:{port}", state_dir, creds.access_key_id, creds.secret_access_key, proc.pid)
+    return LiveCloud(
+        f"http://127.0.0.1:{port}", state_dir, creds.access_key_id, creds.secret_access_key, proc.pid
+    )
 
 
 def stop_gateway(cloud: LiveCloud) -> None:

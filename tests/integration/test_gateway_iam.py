@@ -58,16 +58,20 @@ def test_new_user_is_denied_until_a_policy_allows(cloud) -> None:
     assert error["Code"] == "AccessDenied"
     assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert error["Message"] == (
-        f"User: arn:aws:iam::{ACCOUNT}:user/{name} is not authorized to perform: iam:ListUsers on resource: * "
-        "because no identity-based policy allows the iam:ListUsers action"
+        f"User: arn:aws:iam::{ACCOUNT}:user/{name} is not authorized to perform: iam:ListUsers "
+        "on resource: * because no identity-based policy allows the iam:ListUsers action"
     )
     iam.put_user_policy(
-        UserName=name, PolicyName="list", PolicyDocument=_doc({"Effect": "Allow", "Action": "iam:List*", "Resource": "*"})
+        UserName=name,
+        PolicyName="list",
+        PolicyDocument=_doc({"Effect": "Allow", "Action": "iam:List*", "Resource": "*"}),
     )
     assert any(u["UserName"] == name for u in alice.list_users()["Users"])
     # An explicit deny anywhere beats the allow.
     iam.put_user_policy(
-        UserName=name, PolicyName="deny", PolicyDocument=_doc({"Effect": "Deny", "Action": "iam:ListUsers", "Resource": "*"})
+        UserName=name,
+        PolicyName="deny",
+        PolicyDocument=_doc({"Effect": "Deny", "Action": "iam:ListUsers", "Resource": "*"}),
     )
     with pytest.raises(ClientError, match="explicit deny in an identity-based policy"):
         alice.list_users()
@@ -79,7 +83,13 @@ def test_assume_role_with_trust_policy(cloud) -> None:
     user = _name("bob")
     key, secret = _user_with_key(iam, user)
     role = _name("reader")
-    trust = _doc({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{user}"}, "Action": "sts:AssumeRole"})
+    trust = _doc(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/{user}"},
+            "Action": "sts:AssumeRole",
+        }
+    )
     role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     assert iam.get_role(RoleName=role)["Role"]["RoleLastUsed"] == {}
     iam.attach_role_policy(RoleName=role, PolicyArn="arn:aws:iam::aws:policy/IAMReadOnlyAccess")
@@ -88,7 +98,9 @@ def test_assume_role_with_trust_policy(cloud) -> None:
     assert creds["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/s1"
     c = creds["Credentials"]
     assert c["AccessKeyId"].startswith("ASIA") and c["SessionToken"]
-    session_iam = cloud.client("iam", key=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
+    session_iam = cloud.client(
+        "iam", key=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"]
+    )
     who = cloud.client("sts", key=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
     assert who.get_caller_identity()["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/s1"
     session_iam.list_roles()
@@ -107,10 +119,12 @@ def test_assume_role_refused_when_trust_policy_does_not_name_caller(cloud) -> No
     iam = cloud.client("iam")
     key, secret = _user_with_key(iam, _name("eve"))
     role = _name("private")
-    trust = _doc({"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"})
+    trust = _doc(
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    )
     role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     with pytest.raises(ClientError) as denied:
-        cloud.client("sts", key=key, secret=secret).assume_role(RoleArn=role_arn, RoleSessionName="x")
+        cloud.client("sts", key=key, secret=secret).assume_role(RoleArn=role_arn, RoleSessionName="intruder")
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
 
 
@@ -130,14 +144,18 @@ def test_managed_policy_versions_and_attachments(cloud) -> None:
     versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
     assert len(versions) == 5 and [v["VersionId"] for v in versions if v["IsDefaultVersion"]] == ["v5"]
     with pytest.raises(ClientError, match="LimitExceeded"):
-        iam.create_policy_version(PolicyArn=arn, PolicyDocument=_doc({"Effect": "Allow", "Action": "s3:X", "Resource": "*"}))
+        iam.create_policy_version(
+            PolicyArn=arn, PolicyDocument=_doc({"Effect": "Allow", "Action": "s3:X", "Resource": "*"})
+        )
     with pytest.raises(ClientError, match="DeleteConflict"):
         iam.delete_policy_version(PolicyArn=arn, VersionId="v5")
     iam.delete_policy_version(PolicyArn=arn, VersionId="v1")
     user = _name("carol")
     iam.create_user(UserName=user)
     iam.attach_user_policy(UserName=user, PolicyArn=arn)
-    assert iam.list_attached_user_policies(UserName=user)["AttachedPolicies"] == [{"PolicyName": name, "PolicyArn": arn}]
+    assert iam.list_attached_user_policies(UserName=user)["AttachedPolicies"] == [
+        {"PolicyName": name, "PolicyArn": arn}
+    ]
     assert iam.get_policy(PolicyArn=arn)["Policy"]["AttachmentCount"] == 1
     with pytest.raises(ClientError, match="DeleteConflict"):
         iam.delete_policy(PolicyArn=arn)
@@ -155,7 +173,9 @@ def test_managed_policy_versions_and_attachments(cloud) -> None:
 def test_malformed_policy_is_refused(cloud) -> None:
     iam = cloud.client("iam")
     with pytest.raises(ClientError) as bad:
-        iam.create_policy(PolicyName=_name("bad"), PolicyDocument=json.dumps({"Statement": [{"Action": "s3:*"}]}))
+        iam.create_policy(
+            PolicyName=_name("bad"), PolicyDocument=json.dumps({"Statement": [{"Action": "s3:*"}]})
+        )
     assert bad.value.response["Error"]["Code"] == "MalformedPolicyDocument"
 
 
@@ -167,7 +187,9 @@ def test_pagination_with_paginator(cloud) -> None:
         iam.create_user(UserName=n, Path=prefix)
     first = iam.list_users(PathPrefix=prefix, MaxItems=2)
     assert first["IsTruncated"] and len(first["Users"]) == 2
-    pages = list(iam.get_paginator("list_users").paginate(PathPrefix=prefix, PaginationConfig={"PageSize": 2}))
+    pages = list(
+        iam.get_paginator("list_users").paginate(PathPrefix=prefix, PaginationConfig={"PageSize": 2})
+    )
     assert len(pages) == 3
     assert [u["UserName"] for p in pages for u in p["Users"]] == names
 
@@ -192,7 +214,9 @@ def test_service_last_accessed(cloud) -> None:
     key, secret = _user_with_key(iam, user)
     iam.attach_user_policy(UserName=user, PolicyArn="arn:aws:iam::aws:policy/IAMReadOnlyAccess")
     cloud.client("iam", key=key, secret=secret).list_roles()
-    job = iam.generate_service_last_accessed_details(Arn=f"arn:aws:iam::{ACCOUNT}:user/{user}", Granularity="ACTION_LEVEL")
+    job = iam.generate_service_last_accessed_details(
+        Arn=f"arn:aws:iam::{ACCOUNT}:user/{user}", Granularity="ACTION_LEVEL"
+    )
     report = iam.get_service_last_accessed_details(JobId=job["JobId"])
     assert report["JobStatus"] == "COMPLETED"
     used = {s["ServiceNamespace"]: s for s in report["ServicesLastAccessed"]}
@@ -213,7 +237,10 @@ def test_bad_credentials_are_refused(cloud) -> None:
 def test_unsupported_operation_names_service_and_operation(cloud) -> None:
     with pytest.raises(ClientError) as err:
         cloud.client("iam").create_group(GroupName="g")
-    assert "iam" in err.value.response["Error"]["Message"] and "CreateGroup" in err.value.response["Error"]["Message"]
+    assert (
+        "iam" in err.value.response["Error"]["Message"]
+        and "CreateGroup" in err.value.response["Error"]["Message"]
+    )
 
 
 def test_validation_errors_are_aws_shaped(cloud) -> None:
@@ -221,4 +248,21 @@ def test_validation_errors_are_aws_shaped(cloud) -> None:
     with pytest.raises(ClientError) as err:
         raw.create_user(UserName="x" * 80)
     assert err.value.response["Error"]["Code"] == "ValidationError"
-    assert "userName" in err.value.response["Error"]["Message"] or "UserName" in err.value.response["Error"]["Message"]
+    assert (
+        "userName" in err.value.response["Error"]["Message"]
+        or "UserName" in err.value.response["Error"]["Message"]
+    )
+
+
+def test_session_hook_redirects_hard_coded_aws_endpoints(cloud) -> None:
+    from kennel.sdk import kennel_session
+
+    session = kennel_session(
+        cloud.endpoint,
+        aws_access_key_id=cloud.access_key_id,
+        aws_secret_access_key=cloud.secret_access_key,
+        region_name="us-east-1",
+    )
+    # What the SageMaker SDK does: an STS client with AWS's own endpoint, ignoring AWS_ENDPOINT_URL.
+    sts = session.client("sts", endpoint_url="https://sts.us-east-1.amazonaws.com")
+    assert sts.get_caller_identity()["Arn"] == "arn:aws:iam::000000000000:user/admin"

@@ -99,13 +99,19 @@ class AuditLog:
             for r in batch:
                 if r.role_name:
                     conn.execute(
-                        update(t.roles).where(t.roles.c.name == r.role_name).values(last_used=r.time, last_used_region=r.region)
+                        update(t.roles)
+                        .where(t.roles.c.name == r.role_name)
+                        .values(last_used=r.time, last_used_region=r.region)
                     )
                 elif r.access_key_id.startswith("AKIA"):
                     conn.execute(
                         update(t.access_keys)
                         .where(t.access_keys.c.access_key_id == r.access_key_id)
-                        .values(last_used=r.time, last_used_service=r.action.split(":")[0], last_used_region=r.region)
+                        .values(
+                            last_used=r.time,
+                            last_used_service=r.action.split(":")[0],
+                            last_used_region=r.region,
+                        )
                     )
 
 

@@ -11,7 +11,11 @@ from kennel.cloud.auth.identity import IdentityDirectory, Principal
 from kennel.cloud.iam.evaluate import AuthzRequest, Decision, Outcome, evaluate
 from kennel.cloud.iam.policy import Policy
 
-_DECISION_NAMES = {Outcome.ALLOW: "Allow", Outcome.EXPLICIT_DENY: "ExplicitDeny", Outcome.IMPLICIT_DENY: "ImplicitDeny"}
+_DECISION_NAMES = {
+    Outcome.ALLOW: "Allow",
+    Outcome.EXPLICIT_DENY: "ExplicitDeny",
+    Outcome.IMPLICIT_DENY: "ImplicitDeny",
+}
 
 
 def context_keys(principal: Principal, *, now: datetime, source_ip: str, region: str) -> dict[str, object]:

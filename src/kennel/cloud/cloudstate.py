@@ -58,22 +58,34 @@ class Cloud:
         with self.store.write() as conn:
             if conn.execute(select(t.users.c.name).where(t.users.c.name == name)).first() is None:
                 now = time.time()
-                conn.execute(t.users.insert().values(name=name, user_id=ids.unique_id("AIDA"), path="/", created=now))
-                conn.execute(t.attachments.insert().values(principal_type="user", principal_name=name,
-                                                           policy_arn=managed_arn("AdministratorAccess")))  # fmt: skip
+                conn.execute(
+                    t.users.insert().values(name=name, user_id=ids.unique_id("AIDA"), path="/", created=now)
+                )
+                conn.execute(
+                    t.attachments.insert().values(
+                        principal_type="user",
+                        principal_name=name,
+                        policy_arn=managed_arn("AdministratorAccess"),
+                    )
+                )
                 conn.execute(
                     t.access_keys.insert().values(
-                        access_key_id=ids.access_key_id(), secret=ids.secret_access_key(), user_name=name,
-                        status="Active", created=now,
+                        access_key_id=ids.access_key_id(),
+                        secret=ids.secret_access_key(),
+                        user_name=name,
+                        status="Active",
+                        created=now,
                     )
-                )  # fmt: skip
+                )
             row = conn.execute(
                 select(t.access_keys.c.access_key_id, t.access_keys.c.secret)
                 .where(t.access_keys.c.user_name == name)
                 .order_by(t.access_keys.c.created)
             ).first()
         if row is None:
-            raise RuntimeError(f"the admin user {name} has no access key; create one with iam CreateAccessKey")
+            raise RuntimeError(
+                f"the admin user {name} has no access key; create one with iam CreateAccessKey"
+            )
         return AdminCredentials(name, row[0], row[1])
 
     def close(self) -> None:

@@ -17,7 +17,12 @@ class AwsError(Exception):
     sender_fault: ClassVar[bool] = False
 
     def __init__(
-        self, message: str = "", *, headers: dict[str, str] | None = None, status: int | None = None, **fields: Any
+        self,
+        message: str = "",
+        *,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+        **fields: Any,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -93,9 +98,12 @@ class AccessDeniedException(AwsError):
 
 
 class NotImplementedOperation(AwsError):
-    """An operation the service model defines but Kennel does not implement (yet)."""
+    """An operation the service model defines but Kennel does not implement (yet).
 
-    code, status, sender_fault = "NotImplemented", 501, False
+    A 4xx on purpose: SDKs retry 5xx answers, and retrying cannot make the operation exist.
+    """
+
+    code, status, sender_fault = "UnsupportedOperation", 400, True
 
 
 _REGISTRY: dict[str, type[AwsError]] = {

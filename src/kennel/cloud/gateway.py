@@ -32,11 +32,12 @@ from kennel.cloud.protocol import (
     HttpRequest,
     HttpResponse,
     iam_action_prefix,
-    load_service,
     parse_request,
+    preload,
     route,
     serialize_error,
     serialize_response,
+    wire_protocol,
 )
 from kennel.cloud.services.base import Context
 
@@ -60,6 +61,7 @@ class Gateway:
         self.cloud = cloud
         self.clock = clock
         self.max_skew = timedelta(seconds=cloud.settings.max_clock_skew_s)
+        preload(list(cloud.providers))  # models and routing tables now, not on the first request
 
     # ----- ASGI -------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -102,7 +104,9 @@ class Gateway:
         limit = self.cloud.settings.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise RequestEntityTooLarge(f"Request body of {int(value)} bytes exceeds the limit of {limit} bytes.")
+                raise RequestEntityTooLarge(
+                    f"Request body of {int(value)} bytes exceeds the limit of {limit} bytes."
+                )
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -123,10 +127,10 @@ class Gateway:
 
     # ----- the pipeline -----------------------------------------------------------------------------
     def handle(self, request: HttpRequest, request_id: str, source_ip: str = "127.0.0.1") -> HttpResponse:
-        service = operation = None
+        service = operation = protocol = None
         try:
             service, operation = route(request, signing_service(request))
-            protocol = load_service(service).protocol
+            protocol = wire_protocol(service, request)
             now = datetime.fromtimestamp(self.clock(), UTC)
             raw_path = request.path + (f"?{request.query_string}" if request.query_string else "")
             try:
@@ -139,7 +143,7 @@ class Gateway:
                 )
             except AuthError as err:
                 raise _auth_error(err) from None
-            params = parse_request(service, operation, request)
+            params = parse_request(service, operation, request, protocol=protocol)
             provider = self.cloud.providers.get(service)
             if provider is None:
                 raise NotImplementedOperation(
@@ -153,13 +157,13 @@ class Gateway:
             if operation not in provider.skip_authorization:
                 self._authorize(provider, ctx, params, protocol, verified.access_key_id)
             result = provider.handler(operation)(params, ctx)
-            return serialize_response(service, operation, result, request_id)
+            return serialize_response(service, operation, result, request_id, protocol=protocol)
         except AwsError as err:
-            return self._error_response(service, operation, err, request_id)
+            return self._error_response(service, operation, err, request_id, protocol)
         except Exception:  # a bug must cost one request a 500, never the gateway
             log.exception("unhandled error in %s %s (request %s)", service, operation, request_id)
             failure = InternalFailure("We encountered an internal error. Please try again.")
-            return self._error_response(service, operation, failure, request_id)
+            return self._error_response(service, operation, failure, request_id, protocol)
 
     def _authorize(self, provider, ctx: Context, params: dict, protocol: str, access_key_id: str) -> None:
         action = f"{iam_action_prefix(ctx.service)}:{ctx.operation}"
@@ -173,21 +177,25 @@ class Gateway:
             message = decision.message(ctx.principal.arn, action, resource)
             raise AccessDenied(message) if protocol == "query" else AccessDeniedException(message)
 
-    def _error_response(self, service, operation, err: AwsError, request_id: str) -> HttpResponse:
+    def _error_response(
+        self, service, operation, err: AwsError, request_id: str, protocol: str | None = None
+    ) -> HttpResponse:
         if service is None:
             body = json.dumps({"__type": err.code, "message": err.message}).encode()
             headers = {"content-type": "application/json", "x-amzn-RequestId": request_id,
                        "x-amzn-ErrorType": err.code}  # fmt: skip
             return HttpResponse(err.status, headers, body)
         try:
-            return serialize_error(service, operation, err, request_id)
+            return serialize_error(service, operation, err, request_id, protocol=protocol)
         except Exception:
             log.exception("could not serialize %r for %s", err, service)
             return HttpResponse(500, {"x-amzn-RequestId": request_id}, b"")
 
 
 def _auth_protocol(protocol: str) -> str:
-    return protocol if protocol in ("query", "json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor") else "json"
+    return (
+        protocol if protocol in ("query", "json", "rest-json", "rest-xml", "smithy-rpc-v2-cbor") else "json"
+    )
 
 
 def _auth_error(err: AuthError) -> AwsError:

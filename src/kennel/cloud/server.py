@@ -87,9 +87,14 @@ def serve(settings: Settings) -> None:
     runtime = settings.state_dir / RUNTIME_FILE
     runtime.write_text(json.dumps({"pid": os.getpid(), "port": port, "started": time.time()}))
     config = uvicorn.Config(
-        Gateway(cloud), host=settings.host, port=port, log_level="warning", access_log=False,
-        lifespan="on", timeout_keep_alive=30,
-    )  # fmt: skip
+        Gateway(cloud),
+        host=settings.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
     try:
         uvicorn.Server(config).run()
     finally:
@@ -104,20 +109,33 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     port = settings.port or free_port()
     log = (settings.state_dir / LOG_FILE).open("ab")
-    cmd = [sys.executable, "-m", "kennel.cloud.server", "--state-dir", str(settings.state_dir), "--port", str(port),
-           "--region", settings.region]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "kennel.cloud.server",
+        "--state-dir",
+        str(settings.state_dir),
+        "--port",
+        str(port),
+        "--region",
+        settings.region,
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited with code {proc.returncode}; see {settings.state_dir / LOG_FILE}")
+            raise RuntimeError(
+                f"the gateway exited with code {proc.returncode}; see {settings.state_dir / LOG_FILE}"
+            )
         if healthy(port, 0.5):
             running = read_running(settings.state_dir)
             if running is not None:
                 return running
         time.sleep(0.1)
     stop_pid(proc.pid)
-    raise RuntimeError(f"the gateway did not become healthy in {wait_s:.0f} s; see {settings.state_dir / LOG_FILE}")
+    raise RuntimeError(
+        f"the gateway did not become healthy in {wait_s:.0f} s; see {settings.state_dir / LOG_FILE}"
+    )
 
 
 def stop_pid(pid: int, *, grace_s: float = 10.0) -> None:

@@ -59,7 +59,8 @@ class Store:
                 conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise SchemaMismatch(
-                    f"{self.path} was written by a newer Kennel (schema {row[0]} > {SCHEMA_VERSION}); upgrade Kennel"
+                    f"{self.path} was written by a newer Kennel (schema {row[0]} > {SCHEMA_VERSION}); "
+                    "upgrade Kennel"
                 )
 
     @contextmanager

@@ -125,7 +125,11 @@ class IdentityDirectory:
     def load_policies(self, kind: str, name: str) -> PolicySet:
         with self.store.read() as conn:
             managed = conn.execute(
-                select(t.policy_versions.c.policy_arn, t.policy_versions.c.version_id, t.policy_versions.c.document)
+                select(
+                    t.policy_versions.c.policy_arn,
+                    t.policy_versions.c.version_id,
+                    t.policy_versions.c.document,
+                )
                 .join(t.policies, t.policies.c.arn == t.policy_versions.c.policy_arn)
                 .join(t.attachments, t.attachments.c.policy_arn == t.policies.c.arn)
                 .where(
@@ -154,10 +158,15 @@ class IdentityDirectory:
                 if doc is not None:
                     boundary = self.parsed(f"{boundary_row[0]}#{doc[0]}", boundary_row[0], doc[1])
         identity = [self.parsed(f"{arn}#{version}", arn, document) for arn, version, document in managed]
-        identity += [self.parsed(f"{kind}/{name}/{pname}#{hash(document)}", pname, document) for pname, document in inline]
+        identity += [
+            self.parsed(f"{kind}/{name}/{pname}#{hash(document)}", pname, document)
+            for pname, document in inline
+        ]
         return PolicySet(tuple(identity), boundary)
 
-    def parsed(self, cache_key: str, name: str, document: str, kind: PolicyKind = PolicyKind.IDENTITY) -> Policy:
+    def parsed(
+        self, cache_key: str, name: str, document: str, kind: PolicyKind = PolicyKind.IDENTITY
+    ) -> Policy:
         """Policy documents are immutable per version, so their parse is cached for good."""
         policy = self._documents.get(cache_key)
         if policy is None:

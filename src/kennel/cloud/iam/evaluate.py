@@ -105,8 +105,10 @@ def _arn_parts(arn: str) -> list[str] | None:
 
 
 def _account(arn: str) -> str | None:
+    """The owning account; None where the ARN names none, including AWS-owned resources such as
+    ``arn:aws:iam::aws:policy/...`` (every account may read AWS managed policies)."""
     parts = _arn_parts(arn)
-    return (parts[4] or None) if parts else None
+    return (parts[4] if parts[4] not in ("", "aws") else None) if parts else None
 
 
 def _session_role(principal_arn: str) -> tuple[str, str] | None:

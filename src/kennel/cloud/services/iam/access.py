@@ -1,4 +1,4 @@
-"""SimulatePrincipalPolicy and service-last-accessed reports, computed from real policies and the audit trail."""
+"""SimulatePrincipalPolicy and service-last-accessed reports, from real policies and the audit trail."""
 
 from __future__ import annotations
 
@@ -24,7 +24,11 @@ SERVICE_NAMES = {
     "application-autoscaling": "Application Auto Scaling",
     "s3": "Amazon S3",
 }
-_EVAL_NAMES = {Outcome.ALLOW: "allowed", Outcome.EXPLICIT_DENY: "explicitDeny", Outcome.IMPLICIT_DENY: "implicitDeny"}
+_EVAL_NAMES = {
+    Outcome.ALLOW: "allowed",
+    Outcome.EXPLICIT_DENY: "explicitDeny",
+    Outcome.IMPLICIT_DENY: "implicitDeny",
+}
 
 
 def principal_from_arn(arn: str) -> tuple[str, str]:
@@ -44,9 +48,13 @@ def _context(entries: list[dict]) -> dict:
     for entry in entries or []:
         raw = entry.get("ContextKeyValues", [])
         kind = entry.get("ContextKeyType", "string")
-        convert = {"numeric": float, "boolean": lambda v: v.lower() == "true"}.get(kind.replace("List", ""), str)
+        convert = {"numeric": float, "boolean": lambda v: v.lower() == "true"}.get(
+            kind.replace("List", ""), str
+        )
         converted = [convert(v) for v in raw]
-        values[entry["ContextKeyName"]] = converted if kind.endswith("List") or len(converted) != 1 else converted[0]
+        values[entry["ContextKeyName"]] = (
+            converted if kind.endswith("List") or len(converted) != 1 else converted[0]
+        )
     return values
 
 
@@ -60,8 +68,10 @@ class AccessMixin:
         with self.cloud.store.read() as conn:
             (self._user_row if kind == "user" else self._role_row)(conn, name)
         found = self.cloud.identities.load_policies(kind, name)
-        extra = [parse_policy(doc, kind=PolicyKind.IDENTITY, name=f"PolicyInputList.{i + 1}")
-                 for i, doc in enumerate(params.get("PolicyInputList", []))]  # fmt: skip
+        extra = [
+            parse_policy(doc, kind=PolicyKind.IDENTITY, name=f"PolicyInputList.{i + 1}")
+            for i, doc in enumerate(params.get("PolicyInputList", []))
+        ]
         context = _context(params.get("ContextEntries", []))
         context.setdefault("aws:username", name) if kind == "user" else None
         results = []
@@ -74,17 +84,21 @@ class AccessMixin:
                 )
                 matched = []
                 if decision.matched_statement is not None:
-                    matched.append({
-                        "SourcePolicyId": decision.matched_statement.policy_name or "",
-                        "SourcePolicyType": "IAM Policy",
-                    })  # fmt: skip
-                results.append({
-                    "EvalActionName": action,
-                    "EvalResourceName": resource,
-                    "EvalDecision": _EVAL_NAMES[decision.outcome],
-                    "MatchedStatements": matched,
-                    "MissingContextValues": [],
-                })  # fmt: skip
+                    matched.append(
+                        {
+                            "SourcePolicyId": decision.matched_statement.policy_name or "",
+                            "SourcePolicyType": "IAM Policy",
+                        }
+                    )
+                results.append(
+                    {
+                        "EvalActionName": action,
+                        "EvalResourceName": resource,
+                        "EvalDecision": _EVAL_NAMES[decision.outcome],
+                        "MatchedStatements": matched,
+                        "MissingContextValues": [],
+                    }
+                )
         return {"EvaluationResults": results, "IsTruncated": False}
 
     def generate_service_last_accessed_details(self, params: dict, ctx: Context) -> dict:
@@ -137,8 +151,11 @@ class AccessMixin:
             by_service.setdefault(action.split(":")[0].lower(), []).append((action, last, count))
         report = []
         for namespace in sorted(granted | set(by_service)):
-            entry: dict = {"ServiceName": SERVICE_NAMES.get(namespace, namespace), "ServiceNamespace": namespace,
-                           "TotalAuthenticatedEntities": 0}  # fmt: skip
+            entry: dict = {
+                "ServiceName": SERVICE_NAMES.get(namespace, namespace),
+                "ServiceNamespace": namespace,
+                "TotalAuthenticatedEntities": 0,
+            }
             used = by_service.get(namespace)
             if used:
                 entry["LastAuthenticated"] = when(max(u[1] for u in used))
@@ -147,9 +164,13 @@ class AccessMixin:
                 entry["TotalAuthenticatedEntities"] = 1
                 if granularity == "ACTION_LEVEL":
                     entry["TrackedActionsLastAccessed"] = [
-                        {"ActionName": a.split(":", 1)[1], "LastAccessedEntity": arn, "LastAccessedTime": when(last),
-                         "LastAccessedRegion": self.cloud.settings.region}
+                        {
+                            "ActionName": a.split(":", 1)[1],
+                            "LastAccessedEntity": arn,
+                            "LastAccessedTime": when(last),
+                            "LastAccessedRegion": self.cloud.settings.region,
+                        }
                         for a, last, _ in sorted(used)
-                    ]  # fmt: skip
+                    ]
             report.append(entry)
         return report

@@ -48,7 +48,9 @@ def _used_actions(store: Store, identity_arn: str) -> dict[str, tuple[float, set
     return used
 
 
-def audit_findings(store: Store, account: str, *, unused_days: float = 90, now: float | None = None) -> list[Finding]:
+def audit_findings(
+    store: Store, account: str, *, unused_days: float = 90, now: float | None = None
+) -> list[Finding]:
     now = now or time.time()
     directory = IdentityDirectory(store, account, time.time)
     with store.read() as conn:
@@ -74,9 +76,13 @@ def audit_findings(store: Store, account: str, *, unused_days: float = 90, now: 
         used = _used_actions(store, arn)
         last = max((u[0] for u in used.values()), default=None)
         if last is None and now - created > unused_days * 86400:
-            findings.append(Finding(arn, "unused-principal", f"never used in the {unused_days:g} days since creation"))
+            findings.append(
+                Finding(arn, "unused-principal", f"never used in the {unused_days:g} days since creation")
+            )
         elif last is not None and now - last > unused_days * 86400:
-            findings.append(Finding(arn, "unused-principal", f"last used {(now - last) / 86400:.0f} days ago"))
+            findings.append(
+                Finding(arn, "unused-principal", f"last used {(now - last) / 86400:.0f} days ago")
+            )
         used_lower = {a.lower() for a in used}
         for pattern in sorted(granted):
             if not any(fnmatch.fnmatchcase(a, pattern) for a in used_lower):

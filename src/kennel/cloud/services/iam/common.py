@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
 from datetime import UTC, datetime
 
 from kennel.cloud.errors import error_class
@@ -23,18 +22,11 @@ def when(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
-def encoded(document: str) -> str:
-    """IAM returns policy documents URL-encoded (boto3 decodes them back into dicts)."""
-    return urllib.parse.quote(document, safe="")
-
-
 def check_document(document: str, kind: PolicyKind, limit_key: str) -> str:
     """Validate a policy document as IAM does on write; returns it unchanged."""
     compact = json.dumps(json.loads(document), separators=(",", ":")) if _is_json(document) else document
     if len(compact) > MAX_POLICY_BYTES[limit_key]:
-        raise LimitExceeded(
-            f"Cannot exceed quota for PolicySize: {MAX_POLICY_BYTES[limit_key]}"
-        )
+        raise LimitExceeded(f"Cannot exceed quota for PolicySize: {MAX_POLICY_BYTES[limit_key]}")
     try:
         parse_policy(document, kind=kind)
     except MalformedPolicyDocument as exc:

@@ -105,18 +105,25 @@ AMAZON_S3_FULL_ACCESS = {
 
 AMAZON_S3_READ_ONLY_ACCESS = {
     "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Describe*"], "Resource": "*"}
-    ],
+    "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Describe*"], "Resource": "*"}],
 }
 
 IAM_READ_ONLY_ACCESS = {
     "Version": "2012-10-17",
     "Statement": [
-        {"Effect": "Allow", "Action": ["iam:GenerateCredentialReport", "iam:Get*", "iam:List*", "iam:SimulateCustomPolicy",
-                                       "iam:SimulatePrincipalPolicy"], "Resource": "*"}
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iam:GenerateCredentialReport",
+                "iam:Get*",
+                "iam:List*",
+                "iam:SimulateCustomPolicy",
+                "iam:SimulatePrincipalPolicy",
+            ],
+            "Resource": "*",
+        }
     ],
-}  # fmt: skip
+}
 
 # name → (path, description, document)
 MANAGED_POLICIES: dict[str, tuple[str, str, dict]] = {
@@ -131,11 +138,22 @@ MANAGED_POLICIES: dict[str, tuple[str, str, dict]] = {
         "Provides write permissions to CloudWatch Logs.",
         AWS_LAMBDA_BASIC_EXECUTION_ROLE,
     ),
-    "AmazonS3FullAccess": ("/", "Provides full access to all buckets via the AWS Management Console.", AMAZON_S3_FULL_ACCESS),
-    "AmazonS3ReadOnlyAccess": ("/", "Provides read only access to all buckets via the AWS Management Console.",
-                               AMAZON_S3_READ_ONLY_ACCESS),
-    "IAMReadOnlyAccess": ("/", "Provides read only access to IAM via the AWS Management Console.", IAM_READ_ONLY_ACCESS),
-}  # fmt: skip
+    "AmazonS3FullAccess": (
+        "/",
+        "Provides full access to all buckets via the AWS Management Console.",
+        AMAZON_S3_FULL_ACCESS,
+    ),
+    "AmazonS3ReadOnlyAccess": (
+        "/",
+        "Provides read only access to all buckets via the AWS Management Console.",
+        AMAZON_S3_READ_ONLY_ACCESS,
+    ),
+    "IAMReadOnlyAccess": (
+        "/",
+        "Provides read only access to IAM via the AWS Management Console.",
+        IAM_READ_ONLY_ACCESS,
+    ),
+}
 
 
 def managed_arn(name: str) -> str:

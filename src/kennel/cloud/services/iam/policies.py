@@ -17,7 +17,6 @@ from kennel.cloud.services.iam.common import (
     LimitExceeded,
     NoSuchEntity,
     check_document,
-    encoded,
     paginate,
     when,
 )
@@ -62,15 +61,27 @@ class PoliciesMixin:
         now = time.time()
         with self.cloud.store.write() as conn:
             if conn.execute(select(t.policies.c.arn).where(t.policies.c.arn == arn)).first():
-                raise EntityAlreadyExists(f"A policy called {name} already exists. Duplicate names are not allowed.")
+                raise EntityAlreadyExists(
+                    f"A policy called {name} already exists. Duplicate names are not allowed."
+                )
             conn.execute(
                 t.policies.insert().values(
-                    arn=arn, name=name, policy_id=ids.unique_id("ANPA"), path=path,
-                    description=params.get("Description"), default_version="v1", aws_managed=False,
-                    created=now, updated=now,
+                    arn=arn,
+                    name=name,
+                    policy_id=ids.unique_id("ANPA"),
+                    path=path,
+                    description=params.get("Description"),
+                    default_version="v1",
+                    aws_managed=False,
+                    created=now,
+                    updated=now,
                 )
-            )  # fmt: skip
-            conn.execute(t.policy_versions.insert().values(policy_arn=arn, version_id="v1", document=document, created=now))
+            )
+            conn.execute(
+                t.policy_versions.insert().values(
+                    policy_arn=arn, version_id="v1", document=document, created=now
+                )
+            )
             self.cloud.store.next_value(conn, f"policy-version:{arn}")
             shape = self._policy_shape(conn, self._policy_row(conn, arn))
         return {"Policy": shape}
@@ -85,9 +96,10 @@ class PoliciesMixin:
         with self.cloud.store.read() as conn:
             rows = conn.execute(select(t.policies).order_by(t.policies.c.name)).all()
             rows = [
-                r for r in rows
+                r
+                for r in rows
                 if r.path.startswith(prefix) and (scope == "All" or (scope == "AWS") == bool(r.aws_managed))
-            ]  # fmt: skip
+            ]
             shapes = [self._policy_shape(conn, r) for r in rows]
         if params.get("OnlyAttached"):
             shapes = [s for s in shapes if s["AttachmentCount"]]
@@ -108,9 +120,13 @@ class PoliciesMixin:
 
     # ----- versions ---------------------------------------------------------------------------------
     def _version_shape(self, row, default: str, *, with_document: bool) -> dict:
-        shape = {"VersionId": row.version_id, "IsDefaultVersion": row.version_id == default, "CreateDate": when(row.created)}
+        shape = {
+            "VersionId": row.version_id,
+            "IsDefaultVersion": row.version_id == default,
+            "CreateDate": when(row.created),
+        }
         if with_document:
-            shape["Document"] = encoded(row.document)
+            shape["Document"] = row.document
         return shape
 
     def create_policy_version(self, params: dict, ctx: Context) -> dict:
@@ -121,28 +137,40 @@ class PoliciesMixin:
             if row.aws_managed:
                 raise InvalidInput("AWS managed policies cannot be changed.")
             count = conn.execute(
-                select(func.count()).select_from(t.policy_versions).where(t.policy_versions.c.policy_arn == arn)
+                select(func.count())
+                .select_from(t.policy_versions)
+                .where(t.policy_versions.c.policy_arn == arn)
             ).scalar()
             if count >= MAX_VERSIONS:
                 raise LimitExceeded(
-                    f"A managed policy can have up to {MAX_VERSIONS} versions. Before you create a new version, "
-                    "you must delete an existing version."
+                    f"A managed policy can have up to {MAX_VERSIONS} versions. "
+                    "Before you create a new version, you must delete an existing version."
                 )
             version = f"v{self.cloud.store.next_value(conn, f'policy-version:{arn}')}"
             now = time.time()
-            conn.execute(t.policy_versions.insert().values(policy_arn=arn, version_id=version, document=document, created=now))
+            conn.execute(
+                t.policy_versions.insert().values(
+                    policy_arn=arn, version_id=version, document=document, created=now
+                )
+            )
             default = row.default_version
             if params.get("SetAsDefault"):
                 default = version
-            conn.execute(update(t.policies).where(t.policies.c.arn == arn).values(default_version=default, updated=now))
+            conn.execute(
+                update(t.policies).where(t.policies.c.arn == arn).values(default_version=default, updated=now)
+            )
             created = conn.execute(
-                select(t.policy_versions).where(t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version)
+                select(t.policy_versions).where(
+                    t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version
+                )
             ).first()
         return {"PolicyVersion": self._version_shape(created, default, with_document=False)}
 
     def _version_row(self, conn, arn: str, version: str):
         row = conn.execute(
-            select(t.policy_versions).where(t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version)
+            select(t.policy_versions).where(
+                t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version
+            )
         ).first()
         if row is None:
             raise NoSuchEntity(f"Policy {arn} version {version} does not exist or is not attachable.")
@@ -163,7 +191,10 @@ class PoliciesMixin:
                 .order_by(t.policy_versions.c.created.desc())
             ).all()
         page, extra = paginate(rows, params)
-        return {"Versions": [self._version_shape(r, policy.default_version, with_document=False) for r in page], **extra}
+        return {
+            "Versions": [self._version_shape(r, policy.default_version, with_document=False) for r in page],
+            **extra,
+        }
 
     def set_default_policy_version(self, params: dict, ctx: Context) -> dict:
         with self.cloud.store.write() as conn:
@@ -184,7 +215,9 @@ class PoliciesMixin:
             if policy.default_version == version:
                 raise DeleteConflict("Cannot delete the default version of a policy.")
             conn.execute(
-                delete(t.policy_versions).where(t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version)
+                delete(t.policy_versions).where(
+                    t.policy_versions.c.policy_arn == arn, t.policy_versions.c.version_id == version
+                )
             )
         return {}
 
@@ -197,7 +230,9 @@ class PoliciesMixin:
             exists = conn.execute(select(t.attachments).filter_by(**key)).first()
             if not exists:
                 count = conn.execute(
-                    select(func.count()).select_from(t.attachments).filter_by(principal_type=kind, principal_name=name)
+                    select(func.count())
+                    .select_from(t.attachments)
+                    .filter_by(principal_type=kind, principal_name=name)
                 ).scalar()
                 if count >= 20:
                     raise LimitExceeded(f"Cannot exceed quota for PoliciesPer{kind.capitalize()}: 20")
@@ -247,16 +282,22 @@ class PoliciesMixin:
     def list_entities_for_policy(self, params: dict, ctx: Context) -> dict:
         with self.cloud.store.read() as conn:
             self._policy_row(conn, params["PolicyArn"])
-            rows = conn.execute(select(t.attachments).where(t.attachments.c.policy_arn == params["PolicyArn"])).all()
+            rows = conn.execute(
+                select(t.attachments).where(t.attachments.c.policy_arn == params["PolicyArn"])
+            ).all()
             users = conn.execute(select(t.users.c.name, t.users.c.user_id)).all()
             roles = conn.execute(select(t.roles.c.name, t.roles.c.role_id)).all()
         user_ids, role_ids = dict(users), dict(roles)
         return {
             "PolicyUsers": [
-                {"UserName": r.principal_name, "UserId": user_ids[r.principal_name]} for r in rows if r.principal_type == "user"
+                {"UserName": r.principal_name, "UserId": user_ids[r.principal_name]}
+                for r in rows
+                if r.principal_type == "user"
             ],
             "PolicyRoles": [
-                {"RoleName": r.principal_name, "RoleId": role_ids[r.principal_name]} for r in rows if r.principal_type == "role"
+                {"RoleName": r.principal_name, "RoleId": role_ids[r.principal_name]}
+                for r in rows
+                if r.principal_type == "role"
             ],
             "PolicyGroups": [],
             "IsTruncated": False,
@@ -285,22 +326,30 @@ class PoliciesMixin:
         with self.cloud.store.read() as conn:
             row = self._inline_row(conn, kind, name, policy)
         owner = "UserName" if kind == "user" else "RoleName"
-        return {owner: name, "PolicyName": policy, "PolicyDocument": encoded(row.document)}
+        return {owner: name, "PolicyName": policy, "PolicyDocument": row.document}
 
     def _delete_inline(self, kind: str, name: str, policy: str) -> dict:
         with self.cloud.store.write() as conn:
             self._inline_row(conn, kind, name, policy)
-            conn.execute(delete(t.inline_policies).filter_by(principal_type=kind, principal_name=name, policy_name=policy))
+            conn.execute(
+                delete(t.inline_policies).filter_by(
+                    principal_type=kind, principal_name=name, policy_name=policy
+                )
+            )
         return {}
 
     def _list_inline(self, kind: str, name: str, params: dict) -> dict:
         with self.cloud.store.read() as conn:
             (self._user_row if kind == "user" else self._role_row)(conn, name)
-            names = conn.execute(
-                select(t.inline_policies.c.policy_name)
-                .filter_by(principal_type=kind, principal_name=name)
-                .order_by(t.inline_policies.c.policy_name)
-            ).scalars().all()
+            names = (
+                conn.execute(
+                    select(t.inline_policies.c.policy_name)
+                    .filter_by(principal_type=kind, principal_name=name)
+                    .order_by(t.inline_policies.c.policy_name)
+                )
+                .scalars()
+                .all()
+            )
         page, extra = paginate(list(names), params)
         return {"PolicyNames": page, **extra}
 

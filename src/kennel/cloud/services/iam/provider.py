@@ -40,7 +40,13 @@ class IamProvider(UsersMixin, RolesMixin, PoliciesMixin, AccessMixin, Provider):
             return params["PolicyArn"]
         if "PolicySourceArn" in params:
             return params["PolicySourceArn"]
-        if operation in ("CreateAccessKey", "ListAccessKeys", "DeleteAccessKey", "UpdateAccessKey", "GetUser"):
+        if operation in (
+            "CreateAccessKey",
+            "ListAccessKeys",
+            "DeleteAccessKey",
+            "UpdateAccessKey",
+            "GetUser",
+        ):
             return ctx.principal.identity_arn  # acting on the caller's own user
         if operation == "CreatePolicy":
             return f"arn:aws:iam::{account}:policy{params.get('Path', '/')}{params['PolicyName']}"
@@ -56,10 +62,19 @@ class IamProvider(UsersMixin, RolesMixin, PoliciesMixin, AccessMixin, Provider):
                     continue
                 conn.execute(
                     t.policies.insert().values(
-                        arn=arn, name=name, policy_id="ANPA" + name.upper()[:17].ljust(17, "X"), path=path,
-                        description=description, default_version="v1", aws_managed=True, created=now, updated=now,
+                        arn=arn,
+                        name=name,
+                        policy_id="ANPA" + name.upper()[:17].ljust(17, "X"),
+                        path=path,
+                        description=description,
+                        default_version="v1",
+                        aws_managed=True,
+                        created=now,
+                        updated=now,
                     )
-                )  # fmt: skip
+                )
                 conn.execute(
-                    t.policy_versions.insert().values(policy_arn=arn, version_id="v1", document=managed_document(name), created=now)
+                    t.policy_versions.insert().values(
+                        policy_arn=arn, version_id="v1", document=managed_document(name), created=now
+                    )
                 )

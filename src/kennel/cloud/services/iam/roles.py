@@ -16,7 +16,6 @@ from kennel.cloud.services.iam.common import (
     EntityAlreadyExists,
     NoSuchEntity,
     check_document,
-    encoded,
     paginate,
     when,
 )
@@ -38,7 +37,7 @@ class RolesMixin:
             "RoleId": row.role_id,
             "Arn": role_arn(account, row.name, row.path),
             "CreateDate": when(row.created),
-            "AssumeRolePolicyDocument": encoded(row.trust_policy),
+            "AssumeRolePolicyDocument": row.trust_policy,
             "MaxSessionDuration": row.max_session_duration,
         }
         if row.description:
@@ -108,7 +107,9 @@ class RolesMixin:
         trust = check_document(params["PolicyDocument"], PolicyKind.TRUST, "trust")
         with self.cloud.store.write() as conn:
             self._role_row(conn, params["RoleName"])
-            conn.execute(update(t.roles).where(t.roles.c.name == params["RoleName"]).values(trust_policy=trust))
+            conn.execute(
+                update(t.roles).where(t.roles.c.name == params["RoleName"]).values(trust_policy=trust)
+            )
         return {}
 
     def delete_role(self, params: dict, ctx: Context) -> dict:
@@ -132,12 +133,16 @@ class RolesMixin:
             self._role_row(conn, params["RoleName"])
             self._policy_row(conn, params["PermissionsBoundary"])
             conn.execute(
-                update(t.roles).where(t.roles.c.name == params["RoleName"]).values(boundary_arn=params["PermissionsBoundary"])
+                update(t.roles)
+                .where(t.roles.c.name == params["RoleName"])
+                .values(boundary_arn=params["PermissionsBoundary"])
             )
         return {}
 
     def delete_role_permissions_boundary(self, params: dict, ctx: Context) -> dict:
         with self.cloud.store.write() as conn:
             self._role_row(conn, params["RoleName"])
-            conn.execute(update(t.roles).where(t.roles.c.name == params["RoleName"]).values(boundary_arn=None))
+            conn.execute(
+                update(t.roles).where(t.roles.c.name == params["RoleName"]).values(boundary_arn=None)
+            )
         return {}

@@ -49,7 +49,9 @@ class UsersMixin:
     def create_user(self, params: dict, ctx: Context) -> dict:
         name = params["UserName"]
         with self.cloud.store.write() as conn:
-            exists = conn.execute(select(t.users.c.name).where(func.lower(t.users.c.name) == name.lower())).first()
+            exists = conn.execute(
+                select(t.users.c.name).where(func.lower(t.users.c.name) == name.lower())
+            ).first()
             if exists:
                 raise EntityAlreadyExists(f"User with name {name} already exists.")
             row = {
@@ -110,14 +112,18 @@ class UsersMixin:
             self._user_row(conn, params["UserName"])
             self._policy_row(conn, params["PermissionsBoundary"])
             conn.execute(
-                update(t.users).where(t.users.c.name == params["UserName"]).values(boundary_arn=params["PermissionsBoundary"])
+                update(t.users)
+                .where(t.users.c.name == params["UserName"])
+                .values(boundary_arn=params["PermissionsBoundary"])
             )
         return {}
 
     def delete_user_permissions_boundary(self, params: dict, ctx: Context) -> dict:
         with self.cloud.store.write() as conn:
             self._user_row(conn, params["UserName"])
-            conn.execute(update(t.users).where(t.users.c.name == params["UserName"]).values(boundary_arn=None))
+            conn.execute(
+                update(t.users).where(t.users.c.name == params["UserName"]).values(boundary_arn=None)
+            )
         return {}
 
     # ----- access keys ------------------------------------------------------------------------------
@@ -159,11 +165,18 @@ class UsersMixin:
         with self.cloud.store.read() as conn:
             self._user_row(conn, name)
             rows = conn.execute(
-                select(t.access_keys).where(t.access_keys.c.user_name == name).order_by(t.access_keys.c.created)
+                select(t.access_keys)
+                .where(t.access_keys.c.user_name == name)
+                .order_by(t.access_keys.c.created)
             ).all()
         page, extra = paginate(rows, params)
         metadata = [
-            {"UserName": r.user_name, "AccessKeyId": r.access_key_id, "Status": r.status, "CreateDate": when(r.created)}
+            {
+                "UserName": r.user_name,
+                "AccessKeyId": r.access_key_id,
+                "Status": r.status,
+                "CreateDate": when(r.created),
+            }
             for r in page
         ]
         return {"AccessKeyMetadata": metadata, **extra}

@@ -38,7 +38,11 @@ class StsProvider(Provider):
             row = conn.execute(select(t.roles.c.trust_policy).where(t.roles.c.name == name)).first()
         if row is None:
             return []
-        return [self.cloud.identities.parsed(f"trust:{name}:{hash(row[0])}", f"trust:{name}", row[0], PolicyKind.TRUST)]
+        return [
+            self.cloud.identities.parsed(
+                f"trust:{name}:{hash(row[0])}", f"trust:{name}", row[0], PolicyKind.TRUST
+            )
+        ]
 
     def assume_role(self, params: dict, ctx: Context) -> dict:
         arn, session = params["RoleArn"], params["RoleSessionName"]
@@ -53,10 +57,13 @@ class StsProvider(Provider):
         duration = params.get("DurationSeconds", 3600)
         if duration > role.max_session_duration:
             raise ValidationError(
-                f"The requested DurationSeconds exceeds the MaxSessionDuration set for this role ({role.max_session_duration})."
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role "
+                f"({role.max_session_duration})."
             )
         if params.get("Policy"):
-            parse_policy(params["Policy"], kind=PolicyKind.IDENTITY)  # validated; session policies not applied
+            parse_policy(
+                params["Policy"], kind=PolicyKind.IDENTITY
+            )  # validated; session policies not applied
         credentials = self.issue(name, session, ctx.principal.arn, duration)
         return {
             "Credentials": credentials,

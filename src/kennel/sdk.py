@@ -1,0 +1,35 @@
+"""Point SDKs that hard-code AWS endpoints (the SageMaker Python SDK's STS client) at Kennel.
+
+    import sagemaker
+    from kennel.sdk import kennel_session
+    session = sagemaker.Session(boto_session=kennel_session())
+
+Every client made from the returned boto3 session sends its requests to Kennel, whatever endpoint
+the SDK chose, because the URL is rewritten just before signing (so the signature matches).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+
+
+def redirect_to(endpoint: str):
+    target = urlsplit(endpoint)
+
+    def rewrite(request, **_) -> None:
+        url = urlsplit(request.url)
+        if url.hostname and url.hostname.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+            request.url = urlunsplit((target.scheme, target.netloc, url.path, url.query, url.fragment))
+
+    return rewrite
+
+
+def kennel_session(endpoint: str | None = None, **session_kwargs) -> boto3.Session:
+    """A boto3 session whose clients all talk to Kennel (default endpoint: ``$AWS_ENDPOINT_URL``)."""
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
+    session = boto3.Session(**session_kwargs)
+    session.events.register("before-sign", redirect_to(endpoint))
+    return session

@@ -1,0 +1,89 @@
+"""`kennel up/status/env/down` as a user runs them, and state surviving a restart."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+
+KENNEL = [sys.executable, "-m", "kennel.cli"]
+
+
+def kennel(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KENNEL_STATE_DIR": str(state_dir)}
+    return subprocess.run([*KENNEL, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _client(service: str, exports: dict[str, str]):
+    return boto3.session.Session().client(
+        service,
+        endpoint_url=exports["AWS_ENDPOINT_URL"],
+        region_name=exports["AWS_DEFAULT_REGION"],
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def _exports(text: str) -> dict[str, str]:
+    return dict(
+        line.removeprefix("export ").split("=", 1) for line in text.splitlines() if line.startswith("export ")
+    )
+
+
+def test_up_env_down_up_keeps_state(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    try:
+        started = kennel(state, "up", "--detach", "--port", "0")
+        assert started.returncode == 0, started.stderr
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert stat.S_IMODE((state / "kennel.db").stat().st_mode) == 0o600
+        again = kennel(state, "up", "--detach", "--port", "0")
+        assert "already running" in again.stdout
+        assert kennel(state, "status").returncode == 0
+        exports = _exports(kennel(state, "env").stdout)
+        assert exports["AWS_ACCESS_KEY_ID"].startswith("AKIA")
+        _client("iam", exports).create_user(UserName="survivor")
+        stopped = kennel(state, "down")
+        assert "stopped pid" in stopped.stdout
+        assert kennel(state, "status").returncode == 1
+        assert kennel(state, "up", "--detach", "--port", "0").returncode == 0
+        exports = _exports(kennel(state, "env").stdout)
+        names = [u["UserName"] for u in _client("iam", exports).list_users()["Users"]]
+        assert "survivor" in names and "admin" in names
+    finally:
+        kennel(state, "down")
+
+
+def test_iam_audit_and_generated_policy(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    try:
+        assert kennel(state, "up", "--detach", "--port", "0").returncode == 0
+        exports = _exports(kennel(state, "env").stdout)
+        iam = _client("iam", exports)
+        iam.create_user(UserName="broad")
+        iam.attach_user_policy(UserName="broad", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+        key = iam.create_access_key(UserName="broad")["AccessKey"]
+        user = boto3.session.Session().client(
+            "iam", endpoint_url=exports["AWS_ENDPOINT_URL"], region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        )  # fmt: skip
+        user.list_roles()
+        user.get_user(UserName="broad")
+        audit = kennel(state, "iam", "audit", "--json")
+        assert audit.returncode == 0, audit.stderr
+        import json
+
+        findings = [f for f in json.loads(audit.stdout) if f["principal_arn"].endswith(":user/broad")]
+        kinds = {f["kind"] for f in findings}
+        assert {"full-access-policy", "broad-action"} <= kinds
+        policy = json.loads(
+            kennel(state, "iam", "generate-policy", "arn:aws:iam::000000000000:user/broad").stdout
+        )
+        actions = sorted(a for s in policy["Statement"] for a in s["Action"])
+        assert actions == ["iam:GetUser", "iam:ListRoles"]
+    finally:
+        kennel(state, "down")
