@@ -20,6 +20,11 @@ class Settings(BaseModel):
     admin_user: str = Field("admin", description="IAM user created on first start, with AdministratorAccess")
     max_body_bytes: int = Field(100 * 1024 * 1024, description="largest request body accepted")
     max_clock_skew_s: int = Field(900, description="SigV4 clock-skew allowance (AWS: 15 minutes)")
+    time_scale_s: float = Field(
+        60.0, gt=0, description="seconds in one simulated minute (metric periods, alarm windows, cooldowns)"
+    )
+    max_instances: int = Field(8, ge=1, description="model-server instances this machine may host at once")
+    lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
 
     @property
     def endpoint_url(self) -> str:
@@ -37,6 +42,8 @@ class Settings(BaseModel):
             values["state_dir"] = Path(env["KENNEL_STATE_DIR"])
         if env.get("KENNEL_PORT"):
             values["port"] = int(env["KENNEL_PORT"])
+        if env.get("KENNEL_TIME_SCALE"):
+            values["time_scale_s"] = float(env["KENNEL_TIME_SCALE"])
         if env.get("KENNEL_REGION"):
             values["region"] = env["KENNEL_REGION"]
         values.update({k: v for k, v in overrides.items() if v is not None})

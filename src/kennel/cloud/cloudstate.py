@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from kennel.cloud.services.base import Provider
 from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.managed import managed_arn
 from kennel.cloud.services.iam.provider import IamProvider
+from kennel.cloud.services.registry import PROVIDERS
 from kennel.cloud.services.sts.provider import StsProvider
 from kennel.cloud.store import Store
 from kennel.settings import Settings
@@ -38,11 +40,13 @@ class Cloud:
         self.audit = AuditLog(self.store)
         self.authorizer = Authorizer(self.identities, self.audit)
         self.providers: dict[str, Provider] = {}
-        for provider_class in (IamProvider, StsProvider):
+        for provider_class in PROVIDERS:
             provider = provider_class(self)
             self.providers[provider.service] = provider
         self.iam.seed()
         self.admin = self.ensure_admin()
+        for provider in self.providers.values():
+            provider.start()  # background work (instances, environments, control loops) begins here
 
     @property
     def iam(self) -> IamProvider:
@@ -89,6 +93,11 @@ class Cloud:
         return AdminCredentials(name, row[0], row[1])
 
     def close(self) -> None:
+        for provider in reversed(list(self.providers.values())):
+            try:
+                provider.close()
+            except Exception:  # one provider failing to stop must not keep the others running
+                logging.getLogger(__name__).exception("closing %s failed", provider.service)
         self.audit.close()
         self.store.close()
 

@@ -67,6 +67,12 @@ class Provider:
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
         return "*"
 
+    def start(self) -> None:
+        """Called once the cloud is assembled (after every provider exists)."""
+
+    def close(self) -> None:
+        """Stop background work and child processes this provider started."""
+
     def resource_policies(self, operation: str, params: dict) -> list:
         """Resource-based policies that also decide (a role's trust policy, a function's policy)."""
         return []
