@@ -24,6 +24,7 @@ class Settings(BaseModel):
         60.0, gt=0, description="seconds in one simulated minute (metric periods, alarm windows, cooldowns)"
     )
     max_instances: int = Field(8, ge=1, description="model-server instances this machine may host at once")
+    gateway_threads: int = Field(256, ge=4, description="worker threads for requests that wait on compute")
     lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
 
     @property

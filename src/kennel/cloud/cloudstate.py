@@ -56,6 +56,16 @@ class Cloud:
     def sts(self) -> StsProvider:
         return self.providers["sts"]  # type: ignore[return-value]
 
+    @property
+    def logs(self):
+        """The CloudWatch Logs provider; implements ``kennel.runtime.telemetry.LogSink``."""
+        return self.providers["logs"]
+
+    @property
+    def metrics(self):
+        """The CloudWatch provider; implements ``kennel.runtime.telemetry.MetricSink``."""
+        return self.providers["cloudwatch"]
+
     def ensure_admin(self) -> AdminCredentials:
         """The admin user exists from the first start on; its first access key is what `kennel env` prints."""
         name = self.settings.admin_user

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from kennel.cloud import ids
@@ -95,6 +96,11 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Requests block a worker thread while a model or a function runs, and a function may call
+                # back into the gateway (Lambda → InvokeEndpoint): a small default pool would deadlock.
+                asyncio.get_running_loop().set_default_executor(
+                    ThreadPoolExecutor(max_workers=self.cloud.settings.gateway_threads, thread_name_prefix="kennel")
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
