@@ -13,8 +13,8 @@ import json
 import logging
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from kennel.cloud import ids
@@ -98,8 +98,9 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 # Requests block a worker thread while a model or a function runs, and a function may call
                 # back into the gateway (Lambda → InvokeEndpoint): a small default pool would deadlock.
+                workers = self.cloud.settings.gateway_threads
                 asyncio.get_running_loop().set_default_executor(
-                    ThreadPoolExecutor(max_workers=self.cloud.settings.gateway_threads, thread_name_prefix="kennel")
+                    ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kennel")
                 )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
