@@ -266,3 +266,30 @@ def test_session_hook_redirects_hard_coded_aws_endpoints(cloud) -> None:
     # What the SageMaker SDK does: an STS client with AWS's own endpoint, ignoring AWS_ENDPOINT_URL.
     sts = session.client("sts", endpoint_url="https://sts.us-east-1.amazonaws.com")
     assert sts.get_caller_identity()["Arn"] == "arn:aws:iam::000000000000:user/admin"
+
+
+def test_concurrent_writes_are_safe(cloud) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = f"/conc{uuid.uuid4().hex[:6]}/"
+
+    def work(i: int) -> str:
+        iam = cloud.client("iam")
+        name = f"conc-{i}-{uuid.uuid4().hex[:6]}"
+        iam.create_user(UserName=name, Path=prefix)
+        iam.put_user_policy(
+            UserName=name,
+            PolicyName="p",
+            PolicyDocument=_doc({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
+        )
+        iam.create_access_key(UserName=name)
+        return name
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        names = list(pool.map(work, range(32)))
+    listed = [
+        u["UserName"]
+        for p in cloud.client("iam").get_paginator("list_users").paginate(PathPrefix=prefix)
+        for u in p["Users"]
+    ]
+    assert sorted(listed) == sorted(names)

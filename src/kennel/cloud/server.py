@@ -81,6 +81,7 @@ def serve(settings: Settings) -> None:
     from kennel.cloud.gateway import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(0o077)  # the store, its WAL files and everything else the gateway writes: owner-only
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port})
     cloud = Cloud(settings)
