@@ -3,8 +3,8 @@
 Figures, all measured in this run:
 - server-side p50/p99 of ``Gateway.handle`` for sts GetCallerIdentity and an IAM-authorised call
   (iam GetUser), from requests signed by botocore — the ≤ 1 ms target is on this number;
-- client-observed p50/p99 through boto3, and the same for a trivial ASGI app on the same server
-  stack (the baseline), printed as a ratio;
+- client-observed p50/p99 through boto3, and the same against a baseline uvicorn process that
+  answers a fixed GetCallerIdentity response (so boto3 does identical work), printed as a ratio;
 - requests/s with 16 concurrent boto3 clients (threads), against the same baseline.
 
     python benchmarks/gateway.py [--requests 2000] [--seconds 5]
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +25,6 @@ from pathlib import Path
 
 import boto3
 import botocore.awsrequest
-import uvicorn
 from botocore.config import Config
 from rich.console import Console
 from rich.table import Table
@@ -48,9 +50,9 @@ def captured_requests(endpoint: str, key: str, secret: str, n: int, call) -> lis
 
         url = urlsplit(request.url)
         body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        captured.append(
-            HttpRequest(request.method, url.path or "/", url.query, dict(request.headers.items()), body)
-        )
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        headers.setdefault("Host", url.netloc)  # the HTTP client adds it on the wire; it is signed
+        captured.append(HttpRequest(request.method, url.path or "/", url.query, headers, body))
         return botocore.awsrequest.AWSResponse(request.url, 200, {}, None)
 
     for _ in range(n):
@@ -81,19 +83,35 @@ def server_side(requests: list[HttpRequest], gateway: Gateway) -> list[float]:
     return times
 
 
-async def trivial_app(scope, receive, send) -> None:
+# The baseline server: uvicorn in its own process answering every request with a fixed, well-formed
+# GetCallerIdentity response, so boto3 does the same client-side work against it as against Kennel.
+BASELINE_APP = """
+import uvicorn
+BODY = (b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+        b'<Arn>arn:aws:iam::000000000000:user/admin</Arn><UserId>AIDAEXAMPLE</UserId><Account>000000000000</Account>'
+        b'</GetCallerIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>'
+        b'</GetCallerIdentityResponse>')
+async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"{}"})
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/xml"), (b"content-length", str(len(BODY)).encode())]})
+    await send({"type": "http.response.body", "body": BODY})
+uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), log_level="warning")
+"""
 
 
-def start_trivial(port: int) -> uvicorn.Server:
-    srv = uvicorn.Server(uvicorn.Config(trivial_app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
+def start_baseline(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(port)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return proc
         time.sleep(0.05)
-    return srv
+    proc.kill()
+    raise RuntimeError("baseline server did not start")
 
 
 def client_latency(make_call, n: int) -> list[float]:
@@ -166,7 +184,7 @@ def main() -> None:
                 return client.get_caller_identity
 
             trivial_port = server.free_port()
-            start_trivial(trivial_port)
+            baseline = start_baseline(trivial_port)
 
             def trivial_call():
                 client = boto3.session.Session().client(
@@ -177,26 +195,7 @@ def main() -> None:
                     aws_secret_access_key="x" * 40,
                     config=Config(retries={"max_attempts": 1}),
                 )
-                send = client._endpoint.http_session.send
-                prepare = client._endpoint.create_request
-
-                def call():
-                    # The same signed request boto3 would send, minus response parsing (the app answers "{}").
-                    request = prepare(
-                        {
-                            "url_path": "/",
-                            "query_string": "",
-                            "method": "POST",
-                            "headers": {},
-                            "body": b"Action=GetCallerIdentity&Version=2011-06-15",
-                            "context": {},
-                            "url": f"http://127.0.0.1:{trivial_port}/",
-                        },
-                        operation_model=client.meta.service_model.operation_model("GetCallerIdentity"),
-                    )
-                    send(request)
-
-                return call
+                return client.get_caller_identity
 
             k = client_latency(kennel_call, args.requests)
             b = client_latency(trivial_call, args.requests)
@@ -204,10 +203,11 @@ def main() -> None:
                 ("boto3 → Kennel, GetCallerIdentity", statistics.median(k), percentile(k, 0.99), None)
             )
             rows.append(
-                ("boto3 → trivial ASGI app (baseline)", statistics.median(b), percentile(b, 0.99), None)
+                ("boto3 → fixed-response server (baseline)", statistics.median(b), percentile(b, 0.99), None)
             )
             kennel_rps = throughput(kennel_call, args.clients, args.seconds)
             base_rps = throughput(trivial_call, args.clients, args.seconds)
+            baseline.terminate()
         finally:
             server.stop(live.state_dir)
     table = Table(title="gateway latency")
