@@ -87,3 +87,31 @@ def test_iam_audit_and_generated_policy(tmp_path: Path) -> None:
         assert actions == ["iam:GetUser", "iam:ListRoles"]
     finally:
         kennel(state, "down")
+
+
+def test_foreground_up_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from kennel.cloud import server
+
+    state = tmp_path / "state"
+    env = {**os.environ, "KENNEL_STATE_DIR": str(state)}
+    proc = subprocess.Popen(
+        [*KENNEL, "up", "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (running := server.read_running(state)) is None or not server.healthy(running.port):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.stderr.read() if proc.stderr else ""
+            )
+            time.sleep(0.1)
+        assert running.pid == proc.pid
+        proc.send_signal(signal.SIGINT)
+        # 130 = terminated by SIGINT after a clean shutdown (uvicorn re-raises the signal, as shells expect).
+        assert proc.wait(timeout=30) in (0, 130)
+        assert server.read_running(state) is None and not (state / server.RUNTIME_FILE).exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
