@@ -40,10 +40,15 @@ def _error(code: str, status: int, sender_fault: bool = True) -> type[AwsError]:
 
 
 def error_class(code: str, status: int = 400, sender_fault: bool = True) -> type[AwsError]:
-    """The class for ``code``, created on first use so providers can name any modelled error."""
-    known = _REGISTRY.get(code)
+    """The class for ``code`` with ``status``, created on first use so providers can name any
+    modelled error. Keyed by both: services disagree (Lambda's ResourceNotFoundException is a 404,
+    CloudWatch Logs' a 400), and one service's choice must not leak into another's answers."""
+    builtin = _REGISTRY.get(code)
+    if builtin is not None and builtin.status == status:
+        return builtin
+    known = _DYNAMIC.get((code, status))
     if known is None:
-        known = _REGISTRY[code] = _error(code, status, sender_fault)
+        known = _DYNAMIC[(code, status)] = _error(code, status, sender_fault)
     return known
 
 
@@ -106,6 +111,7 @@ class NotImplementedOperation(AwsError):
     code, status, sender_fault = "UnsupportedOperation", 400, True
 
 
+_DYNAMIC: dict[tuple[str, int], type[AwsError]] = {}
 _REGISTRY: dict[str, type[AwsError]] = {
     cls.code: cls
     for cls in (

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -27,6 +28,7 @@ from kennel.cloud.errors import (
     InternalFailure,
     NotImplementedOperation,
     RequestEntityTooLarge,
+    SerializationException,
     error_class,
 )
 from kennel.cloud.protocol import (
@@ -150,6 +152,7 @@ class Gateway:
                 )
             except AuthError as err:
                 raise _auth_error(err) from None
+            request = self._decoded(request)
             params = parse_request(service, operation, request, protocol=protocol)
             provider = self.cloud.providers.get(service)
             if provider is None:
@@ -171,6 +174,23 @@ class Gateway:
             log.exception("unhandled error in %s %s (request %s)", service, operation, request_id)
             failure = InternalFailure("We encountered an internal error. Please try again.")
             return self._error_response(service, operation, failure, request_id, protocol)
+
+    def _decoded(self, request: HttpRequest) -> HttpRequest:
+        """botocore gzips large bodies (PutMetricData > 10 KB); the signature covers the compressed
+        bytes, so decompression happens after verification, with the same size limit."""
+        encoding = (request.headers.get("content-encoding") or "").lower()
+        if "gzip" not in encoding:
+            return request
+        limit = self.cloud.settings.max_body_bytes
+        try:
+            inflater = zlib.decompressobj(wbits=31)
+            body = inflater.decompress(request.body, limit + 1)
+        except zlib.error as exc:
+            raise SerializationException(f"Content-Encoding is gzip but the body is not: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise RequestEntityTooLarge(f"Decompressed request body exceeds the limit of {limit} bytes.")
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "content-encoding"]
+        return HttpRequest(request.method, request.path, request.query_string, headers, body)
 
     def _authorize(self, provider, ctx: Context, params: dict, protocol: str, access_key_id: str) -> None:
         action = f"{iam_action_prefix(ctx.service)}:{ctx.operation}"

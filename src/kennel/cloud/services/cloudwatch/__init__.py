@@ -1,0 +1,1 @@
+"""CloudWatch metrics: PutMetricData, statistics, metric math and ListMetrics; the cloud's MetricSink."""
