@@ -193,7 +193,7 @@ class Gateway:
         return HttpRequest(request.method, request.path, request.query_string, headers, body)
 
     def _authorize(self, provider, ctx: Context, params: dict, protocol: str, access_key_id: str) -> None:
-        action = f"{iam_action_prefix(ctx.service)}:{ctx.operation}"
+        action = provider.iam_action(ctx.operation) or f"{iam_action_prefix(ctx.service)}:{ctx.operation}"
         resource = provider.resource_arn(ctx.operation, params, ctx)
         resource_policies = provider.resource_policies(ctx.operation, params)
         decision = self.cloud.authorizer.decide(

@@ -67,6 +67,11 @@ class Provider:
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
         return "*"
 
+    def iam_action(self, operation: str) -> str | None:
+        """The IAM action to authorise when AWS's differs from ``prefix:Operation`` (e.g. Lambda's
+        Invoke is ``lambda:InvokeFunction``); None means the default."""
+        return None
+
     def start(self) -> None:
         """Called once the cloud is assembled (after every provider exists)."""
 

@@ -1,0 +1,1 @@
+"""AWS Lambda (rest-json): functions, versions, aliases, concurrency, policies and invocations."""

@@ -1,0 +1,79 @@
+"""Lambda state in the store. Times are epoch seconds; configurations and documents are JSON text.
+
+Deployment packages live beside the store (``<state>/lambda/code/<sha256>.zip`` and its extraction),
+addressed by content so versions sharing code share the files.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, ForeignKey, Integer, String, Table, Text
+
+from kennel.cloud.store import metadata
+
+
+def _function() -> Column:
+    return Column(
+        "function", String, ForeignKey("lambda_functions.name", ondelete="CASCADE"), primary_key=True
+    )
+
+
+functions = Table(
+    "lambda_functions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("created", Float, nullable=False),
+    Column("reserved", Integer, nullable=True),  # reserved concurrency; NULL = none
+    Column("next_version", Integer, nullable=False, default=1),
+    Column("tags", Text, nullable=False, default="{}"),
+)
+
+versions = Table(
+    "lambda_versions",
+    metadata,
+    _function(),
+    Column("version", String, primary_key=True),  # "$LATEST" or "1", "2", …
+    Column("config", Text, nullable=False),
+    Column("code_sha", String, nullable=False),  # hex SHA-256 of the zip
+    Column("code_size", Integer, nullable=False),
+    Column("modified", Float, nullable=False),
+    Column("revision", String, nullable=False),
+)
+
+aliases = Table(
+    "lambda_aliases",
+    metadata,
+    _function(),
+    Column("name", String, primary_key=True),
+    Column("version", String, nullable=False),
+    Column("description", String, nullable=False, default=""),
+    Column("routing", Text, nullable=True),  # {"AdditionalVersionWeights": {...}} as JSON
+    Column("revision", String, nullable=False),
+)
+
+provisioned = Table(
+    "lambda_provisioned",
+    metadata,
+    _function(),
+    Column("qualifier", String, primary_key=True),
+    Column("requested", Integer, nullable=False),
+    Column("modified", Float, nullable=False),
+)
+
+policies = Table(
+    "lambda_policies",
+    metadata,
+    _function(),
+    Column("qualifier", String, primary_key=True),  # "" for the unqualified function
+    Column("document", Text, nullable=False),
+    Column("revision", String, nullable=False),
+)
+
+event_configs = Table(
+    "lambda_event_configs",
+    metadata,
+    _function(),
+    Column("qualifier", String, primary_key=True),
+    Column("max_retries", Integer, nullable=True),
+    Column("max_age", Integer, nullable=True),
+    Column("modified", Float, nullable=False),
+)

@@ -1,0 +1,152 @@
+"""Asynchronous (``Event``) invocations: a queue with AWS's retry behaviour.
+
+From the Lambda guide (invocation-async): a function error is retried twice by default, one minute
+before the second attempt and two minutes before the third; ``MaximumRetryAttempts`` (0–2) and
+``MaximumEventAgeInSeconds`` (60–21600, default 6 h) from PutFunctionEventInvokeConfig change that.
+Throttles and system errors go back to the queue with a backoff growing from 1 s to 5 minutes, for as
+long as the event is younger than its maximum age, and do not use up retry attempts. All of these
+waits are in simulated time: one minute lasts ``minute_s`` seconds (Kennel's ``time_scale_s``).
+
+The queue is in memory: events accepted but not yet run are lost if the gateway stops. At most
+``workers`` events run at once (admission still applies to each); the rest wait their turn.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+log = logging.getLogger("kennel.lambda.events")
+
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_AGE_S = 21600
+RETRY_DELAYS_MIN = (1.0, 2.0)
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+
+class Result(enum.Enum):
+    OK = "ok"
+    FUNCTION_ERROR = "function-error"
+    THROTTLED = "throttled"  # also system errors: back to the queue, no attempt used
+    GONE = "gone"  # the function or qualifier no longer exists: drop
+
+
+@dataclass
+class Event:
+    request_id: str
+    function: str
+    qualifier: str | None
+    payload: bytes
+    enqueued: float  # the queue's clock
+    attempts: int = 0  # attempts that reached the function
+    requeues: int = 0  # throttles and system errors so far
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = DEFAULT_RETRIES
+    max_age_s: float = DEFAULT_MAX_AGE_S
+
+
+def next_delay(event: Event, result: Result, policy: RetryPolicy, age_s: float) -> float | None:
+    """Simulated seconds until the next attempt, or None when the event is done (or discarded)."""
+    if result in (Result.OK, Result.GONE):
+        return None
+    if result is Result.FUNCTION_ERROR:
+        retries_done = event.attempts - 1
+        if retries_done >= policy.max_retries:
+            return None
+        delay = RETRY_DELAYS_MIN[min(retries_done, len(RETRY_DELAYS_MIN) - 1)] * 60.0
+    else:
+        delay = min(BACKOFF_FIRST_S * 2 ** max(0, event.requeues - 1), BACKOFF_MAX_S)
+    return delay if age_s + delay <= policy.max_age_s else None
+
+
+class EventQueue:
+    def __init__(
+        self,
+        run: Callable[[Event], Result],
+        policy: Callable[[Event], RetryPolicy],
+        *,
+        minute_s: float = 60.0,
+        workers: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run = run
+        self.policy = policy
+        self.scale = minute_s / 60.0  # real seconds per simulated second
+        self.clock = clock
+        self._heap: list[tuple[float, int, Event]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-event")
+        self._pending = 0
+        self._dispatcher = threading.Thread(target=self._dispatch, name="lambda-events", daemon=True)
+        self._dispatcher.start()
+
+    def submit(self, event: Event, delay_s: float = 0.0) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (self.clock() + delay_s, next(self._seq), event))
+            self._pending += 1
+            self._wake.notify()
+
+    def pending(self) -> int:
+        """Events accepted and not finished (queued, waiting to retry, or running)."""
+        with self._wake:
+            return self._pending
+
+    def _dispatch(self) -> None:
+        with self._wake:
+            while not self._closed:
+                now = self.clock()
+                if self._heap and self._heap[0][0] <= now:
+                    _, _, event = heapq.heappop(self._heap)
+                    self._pool.submit(self._attempt, event)
+                    continue
+                wait = self._heap[0][0] - now if self._heap else None
+                self._wake.wait(wait)
+
+    def _attempt(self, event: Event) -> None:
+        try:
+            result = self.run(event)
+        except Exception:  # a bug in one attempt must not lose the queue
+            log.exception("async invocation %s failed in Kennel", event.request_id)
+            result = Result.THROTTLED
+        if result is Result.FUNCTION_ERROR:
+            event.attempts += 1
+        elif result is Result.THROTTLED:
+            event.requeues += 1
+        age_s = (self.clock() - event.enqueued) / self.scale
+        delay = next_delay(event, result, self.policy(event), age_s)
+        if delay is None:
+            if result not in (Result.OK, Result.GONE):
+                log.warning(
+                    "discarding event %s for %s after %d attempts",
+                    event.request_id,
+                    event.function,
+                    event.attempts,
+                )
+            with self._wake:
+                self._pending -= 1
+            return
+        with self._wake:
+            if self._closed:
+                return
+            heapq.heappush(self._heap, (self.clock() + delay * self.scale, next(self._seq), event))
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._dispatcher.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
