@@ -153,10 +153,10 @@ StateDir = typer.Option(
 )
 
 
-def _settings(state_dir: Path | None, port: int | None = None):
+def _settings(state_dir: Path | None, port: int | None = None, time_scale: float | None = None):
     from kennel.settings import Settings
 
-    return Settings.from_env(state_dir=state_dir, port=port)
+    return Settings.from_env(state_dir=state_dir, port=port, time_scale_s=time_scale)
 
 
 @app.command("up")
@@ -164,11 +164,14 @@ def up(
     port: int = typer.Option(4566, help="gateway port on 127.0.0.1 (0 picks a free one)"),
     state_dir: Path | None = StateDir,
     detach: bool = typer.Option(False, "--detach", "-d", help="run in the background"),
+    time_scale: float | None = typer.Option(
+        None, "--time-scale", help="seconds in one simulated minute (env KENNEL_TIME_SCALE; default 60)"
+    ),
 ) -> None:
     """Start the local cloud (idempotent: an already running gateway is left as it is)."""
     from kennel.cloud import server
 
-    settings = _settings(state_dir, port)
+    settings = _settings(state_dir, port, time_scale)
     running = server.read_running(settings.state_dir)
     if running is not None:
         console.print(f"Kennel is already running at {running.endpoint} (pid {running.pid})")

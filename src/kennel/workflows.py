@@ -134,10 +134,14 @@ def run_demo(workdir: Path, *, epochs: int, console: Console) -> None:
     console.print(f"{image.relative_to(data)} (true breed: {info.labels[info.splits['test'].samples[0][1]]})")
     for rank, row in enumerate(rows, start=1):
         console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
+    from kennel.cloud_demo import run_cloud_demo
+
+    run_cloud_demo(workdir, archive, image, info.labels, console)
     out = workdir / "output"
     console.rule("done")
     console.print(
-        f"plots: {out / 'training_curves.png'}, {out / 'confusion_matrix.png'}; "
+        f"plots: {out / 'training_curves.png'}, {out / 'confusion_matrix.png'}, "
+        f"{out / 'scaling_timeline.png'}; "
         f"report: {out / 'report.json'}; "
         f"total {time.perf_counter() - started:.0f} s"
     )

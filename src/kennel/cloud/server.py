@@ -120,6 +120,8 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
         str(port),
         "--region",
         settings.region,
+        "--time-scale",
+        str(settings.time_scale_s),
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait_s
@@ -164,8 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--region", default=None)
+    parser.add_argument("--time-scale", type=float, default=None, help="seconds in one simulated minute")
     args = parser.parse_args(argv)
-    serve(Settings.from_env(state_dir=args.state_dir, port=args.port, region=args.region))
+    overrides = {"region": args.region, "time_scale_s": args.time_scale}
+    serve(Settings.from_env(state_dir=args.state_dir, port=args.port, **overrides))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kennel.cloud.services.autoscaling.provider import ApplicationAutoScalingProvider
 from kennel.cloud.services.cloudwatch.provider import CloudWatchProvider
 from kennel.cloud.services.iam.provider import IamProvider
 from kennel.cloud.services.lambda_.provider import LambdaProvider
@@ -18,4 +19,5 @@ PROVIDERS: list[type] = [
     SageMakerProvider,
     SageMakerRuntimeProvider,
     LambdaProvider,
+    ApplicationAutoScalingProvider,
 ]

@@ -23,6 +23,7 @@ from kennel.cloud.errors import error_class
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
+from kennel.cloud.services.cloudwatch.alarms import AlarmsMixin
 from kennel.cloud.services.cloudwatch.metricdata import (
     InvalidNextToken,
     InvalidParameterCombination,
@@ -51,7 +52,7 @@ RECENTLY_ACTIVE_S = 3 * 3600
 _LARGEST, _SMALLEST = 2.0**360, 2.0**-260
 
 
-class CloudWatchProvider(MetricDataMixin, Provider):
+class CloudWatchProvider(AlarmsMixin, MetricDataMixin, Provider):
     service = "cloudwatch"
 
     def __init__(self, cloud, *, clock=time.time) -> None:

@@ -1,0 +1,1 @@
+"""Application Auto Scaling for SageMaker endpoint variants: targets, policies, activities, schedules."""

@@ -1,0 +1,123 @@
+"""The SageMaker provider (json 1.1): models, endpoint configs and endpoints on local instances.
+
+Operations live in two mixins (``resources.py``: models and endpoint configs; ``endpoints.py``:
+endpoints). This class owns the runtime side: the :class:`EndpointManager` that runs instances, the
+sinks their logs and metrics go to, and the background threads that deploy and update endpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from kennel.cloud.protocol import service_spec
+from kennel.cloud.services.base import Context, Provider
+from kennel.cloud.services.sagemaker.common import sagemaker_arn
+from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
+from kennel.cloud.services.sagemaker.resources import ResourcesMixin
+from kennel.runtime.endpoints.manager import EndpointManager
+from kennel.runtime.endpoints.metrics import NullMetricSink
+
+log = logging.getLogger(__name__)
+
+_KIND_OF = {"Model": "model", "EndpointConfig": "endpoint-config", "Endpoint": "endpoint"}
+_NAME_PARAM = {"model": "ModelName", "endpoint-config": "EndpointConfigName", "endpoint": "EndpointName"}
+_OPERATION = re.compile(
+    r"^(Create|Describe|Delete|Update)(Model|EndpointConfig|Endpoint)(WeightsAndCapacities)?$"
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def accept_local_model_data() -> None:
+    """Let ``ModelDataUrl`` name a local path or ``file://`` URL as well as ``s3://``/``https://``.
+
+    AWS's model restricts the shape to S3 and HTTPS; Kennel serves model data from the local
+    filesystem too, so the compiled shape's pattern is widened (once, in this process) before the
+    gateway validates a request against it. Everything else about the shape stays AWS's.
+    """
+    shape = service_spec("sagemaker").shape("Url")
+    if shape.pattern and "file://" not in shape.pattern:
+        shape.pattern = f"{shape.pattern}|file://.+|/.+"
+        shape.regex = None  # recompiled from the new pattern on next use
+
+
+class FileLogSink:
+    """Where instance logs go when Kennel runs without its CloudWatch Logs provider: a file per stream."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def append(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None:
+        path = self.root / _UNSAFE.sub("_", group.strip("/")) / (_UNSAFE.sub("_", stream) + ".log")
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.writelines(f"{stamp:.3f} {message}\n" for stamp, message in events)
+
+
+class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
+    service = "sagemaker"
+
+    def __init__(self, cloud) -> None:
+        super().__init__(cloud)
+        self._lock = threading.RLock()
+        self._status: dict[str, str] = {}
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self.manager: EndpointManager | None = None  # type: ignore[assignment]
+        accept_local_model_data()
+
+    def arn(self, kind: str, name: str) -> str:
+        settings = self.cloud.settings
+        return sagemaker_arn(settings.region, settings.account_id, kind, name)
+
+    def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
+        match = _OPERATION.match(operation)
+        if match is None:
+            return "*"
+        kind = _KIND_OF[match.group(2)]
+        name = params.get(_NAME_PARAM[kind])
+        return sagemaker_arn(ctx.region, ctx.account, kind, name) if name else "*"
+
+    def start(self) -> None:
+        settings = self.cloud.settings
+        providers = self.cloud.providers
+        work = settings.state_dir / "sagemaker"
+        self.manager = EndpointManager(
+            work,
+            max_instances=settings.max_instances,
+            metric_sink=self.cloud.metrics if "cloudwatch" in providers else NullMetricSink(),
+            log_sink=self.cloud.logs if "logs" in providers else FileLogSink(work / "logs"),
+            # Instance metrics have one-minute resolution on AWS; sample a few times per (scaled) minute.
+            sample_interval_s=max(1.0, min(10.0, settings.time_scale_s / 6)),
+        )
+        self.restore()
+
+    def spawn(self, target, *args) -> None:
+        if self._closing:
+            return
+        thread = threading.Thread(
+            target=self._guarded, args=(target, *args), daemon=True, name=f"sagemaker-{target.__name__}"
+        )
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    @staticmethod
+    def _guarded(target, *args) -> None:
+        try:
+            target(*args)
+        except Exception:  # a background step failing must be logged, not lost with its thread
+            log.exception("sagemaker background task %s failed", target.__name__)
+
+    def close(self) -> None:
+        self._closing = True
+        if self.manager is not None:
+            self.manager.close()
+        for thread in list(self._threads):
+            thread.join(timeout=10)

@@ -1,0 +1,247 @@
+"""Models and endpoint configurations: records in the store, checked the way SageMaker checks them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from kennel.cloud.errors import ValidationException
+from kennel.cloud.services.base import Context
+from kennel.cloud.services.sagemaker import tables as t
+from kennel.cloud.services.sagemaker.common import already_exists, dumps, list_page, not_found
+
+
+def check_model_data(url: str | None) -> None:
+    """ModelDataUrl must name model data Kennel can read: a local path or file:// URL that exists."""
+    if not url:
+        return
+    if url.startswith("s3://"):
+        raise ValidationException(
+            f"ModelDataUrl {url} is in S3, and Kennel has no S3 store yet. Pass the local path of the "
+            "model.tar.gz (or a file:// URL) as ModelDataUrl instead."
+        )
+    if "://" in url and not url.startswith("file://"):
+        raise ValidationException(
+            f"ModelDataUrl {url} cannot be read: Kennel reads model data from the local filesystem. Pass a "
+            "local path or a file:// URL to the model.tar.gz."
+        )
+    path = Path(url[len("file://") :] if url.startswith("file://") else url)
+    if not path.is_absolute():
+        raise ValidationException(f"ModelDataUrl {url} must be an absolute path (or a file:// URL).")
+    if not path.exists():
+        raise ValidationException(f"Could not find model data at {url}.")
+
+
+class ResourcesMixin:
+    """CreateModel … DeleteEndpointConfig; mixed into the provider (needs ``arn`` and ``cloud``)."""
+
+    cloud: Any
+    arn: Callable[[str, str], str]
+
+    # --- models -------------------------------------------------------------------------------------
+
+    def create_model(self, params: dict, ctx: Context) -> dict:
+        name = params["ModelName"]
+        containers = params.get("Containers") or []
+        if params.get("PrimaryContainer") and containers:
+            raise ValidationException("Specify either PrimaryContainer or Containers, not both.")
+        if not params.get("PrimaryContainer") and not containers:
+            raise ValidationException("The model needs a PrimaryContainer (or Containers).")
+        if len(containers) > 1:
+            raise ValidationException(
+                f"Kennel serves single-container models; this one lists {len(containers)} containers "
+                "(inference pipelines are not supported)."
+            )
+        container = params.get("PrimaryContainer") or containers[0]
+        if container.get("Mode") == "MultiModel":
+            raise ValidationException("Multi-model endpoints (Mode=MultiModel) are not supported by Kennel.")
+        for unsupported in ("ModelDataSource", "ModelPackageName"):
+            if container.get(unsupported):
+                raise ValidationException(
+                    f"{unsupported} is not supported by Kennel; give the model.tar.gz as ModelDataUrl."
+                )
+        check_model_data(container.get("ModelDataUrl"))
+        arn = self.arn("model", name)
+        spec = {k: v for k, v in params.items() if k != "Tags"}
+        with self.cloud.store.write() as conn:
+            if conn.execute(select(t.models.c.name).where(t.models.c.name == name)).first():
+                raise already_exists("model", arn)
+            conn.execute(
+                t.models.insert().values(
+                    name=name,
+                    arn=arn,
+                    created=ctx.now.timestamp(),
+                    spec=dumps(spec),
+                    tags=dumps(params.get("Tags", [])),
+                )
+            )
+        return {"ModelArn": arn}
+
+    def model_record(self, name: str) -> dict[str, Any]:
+        with self.cloud.store.read() as conn:
+            row = conn.execute(select(t.models).where(t.models.c.name == name)).mappings().first()
+        if row is None:
+            raise not_found("model", self.arn("model", name))
+        return {**row, "spec": json.loads(row["spec"])}
+
+    def describe_model(self, params: dict, ctx: Context) -> dict:
+        record = self.model_record(params["ModelName"])
+        spec = record["spec"]
+        out = {
+            "ModelName": record["name"],
+            "ModelArn": record["arn"],
+            "CreationTime": record["created"],
+        }
+        for key in (
+            "PrimaryContainer",
+            "Containers",
+            "InferenceExecutionConfig",
+            "ExecutionRoleArn",
+            "VpcConfig",
+            "EnableNetworkIsolation",
+        ):
+            if key in spec:
+                out[key] = spec[key]
+        out.setdefault("EnableNetworkIsolation", False)
+        return out
+
+    def list_models(self, params: dict, ctx: Context) -> dict:
+        with self.cloud.store.read() as conn:
+            rows = [
+                dict(r)
+                for r in conn.execute(select(t.models.c.name, t.models.c.arn, t.models.c.created)).mappings()
+            ]
+        page, token = list_page(
+            rows, params, sort_keys={"Name": lambda r: r["name"], "CreationTime": lambda r: r["created"]}
+        )
+        out: dict[str, Any] = {
+            "Models": [
+                {"ModelName": r["name"], "ModelArn": r["arn"], "CreationTime": r["created"]} for r in page
+            ]
+        }
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def delete_model(self, params: dict, ctx: Context) -> dict:
+        name = params["ModelName"]
+        with self.cloud.store.write() as conn:
+            if conn.execute(delete(t.models).where(t.models.c.name == name)).rowcount == 0:
+                raise not_found("model", self.arn("model", name))
+        return {}
+
+    # --- endpoint configs -------------------------------------------------------------------------------
+
+    def create_endpoint_config(self, params: dict, ctx: Context) -> dict:
+        name = params["EndpointConfigName"]
+        variants = params["ProductionVariants"]
+        seen: set[str] = set()
+        for variant in variants:
+            vname = variant["VariantName"]
+            if vname in seen:
+                raise ValidationException(
+                    f"The variant name {vname} appears more than once in ProductionVariants."
+                )
+            seen.add(vname)
+            if variant.get("ServerlessConfig"):
+                raise ValidationException(
+                    f"Variant {vname}: serverless variants are not supported by Kennel; give InstanceType "
+                    "and InitialInstanceCount."
+                )
+            if not variant.get("InstanceType") or not variant.get("InitialInstanceCount"):
+                raise ValidationException(
+                    f"Variant {vname} must specify InstanceType and InitialInstanceCount."
+                )
+            self.model_record(variant["ModelName"])  # AWS checks that every model exists now
+        for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants"):
+            if params.get(unsupported):
+                raise ValidationException(f"{unsupported} is not supported by Kennel.")
+        arn = self.arn("endpoint-config", name)
+        spec = {k: v for k, v in params.items() if k != "Tags"}
+        with self.cloud.store.write() as conn:
+            if conn.execute(
+                select(t.endpoint_configs.c.name).where(t.endpoint_configs.c.name == name)
+            ).first():
+                raise already_exists("endpoint-config", arn)
+            conn.execute(
+                t.endpoint_configs.insert().values(
+                    name=name,
+                    arn=arn,
+                    created=ctx.now.timestamp(),
+                    spec=dumps(spec),
+                    tags=dumps(params.get("Tags", [])),
+                )
+            )
+        return {"EndpointConfigArn": arn}
+
+    def config_record(self, name: str) -> dict[str, Any]:
+        with self.cloud.store.read() as conn:
+            row = (
+                conn.execute(select(t.endpoint_configs).where(t.endpoint_configs.c.name == name))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise not_found("endpoint-config", self.arn("endpoint-config", name))
+        return {**row, "spec": json.loads(row["spec"])}
+
+    def describe_endpoint_config(self, params: dict, ctx: Context) -> dict:
+        record = self.config_record(params["EndpointConfigName"])
+        spec = record["spec"]
+        variants = [
+            {**v, "InitialVariantWeight": v.get("InitialVariantWeight", 1.0)}
+            for v in spec["ProductionVariants"]
+        ]
+        out = {
+            "EndpointConfigName": record["name"],
+            "EndpointConfigArn": record["arn"],
+            "ProductionVariants": variants,
+            "CreationTime": record["created"],
+        }
+        for key in (
+            "DataCaptureConfig",
+            "KmsKeyId",
+            "ExplainerConfig",
+            "ExecutionRoleArn",
+            "VpcConfig",
+            "EnableNetworkIsolation",
+            "MetricsConfig",
+        ):
+            if key in spec:
+                out[key] = spec[key]
+        return out
+
+    def list_endpoint_configs(self, params: dict, ctx: Context) -> dict:
+        cols = t.endpoint_configs.c
+        with self.cloud.store.read() as conn:
+            rows = [dict(r) for r in conn.execute(select(cols.name, cols.arn, cols.created)).mappings()]
+        page, token = list_page(
+            rows, params, sort_keys={"Name": lambda r: r["name"], "CreationTime": lambda r: r["created"]}
+        )
+        out: dict[str, Any] = {
+            "EndpointConfigs": [
+                {"EndpointConfigName": r["name"], "EndpointConfigArn": r["arn"], "CreationTime": r["created"]}
+                for r in page
+            ]
+        }
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def delete_endpoint_config(self, params: dict, ctx: Context) -> dict:
+        name = params["EndpointConfigName"]
+        with self.cloud.store.write() as conn:
+            if (
+                conn.execute(delete(t.endpoint_configs).where(t.endpoint_configs.c.name == name)).rowcount
+                == 0
+            ):
+                raise not_found("endpoint-config", self.arn("endpoint-config", name))
+        return {}
+
+
+def primary_container(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec.get("PrimaryContainer") or (spec.get("Containers") or [{}])[0]

@@ -1,0 +1,46 @@
+"""SageMaker state in the store. Times are epoch seconds; request structures are kept as JSON text so
+Describe* answers with what was asked for, member for member."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, String, Table, Text
+
+from kennel.cloud.store import metadata
+
+models = Table(
+    "sagemaker_models",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("arn", String, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("spec", Text, nullable=False),  # CreateModel's input minus Tags
+    Column("tags", Text, nullable=False, default="[]"),
+)
+
+endpoint_configs = Table(
+    "sagemaker_endpoint_configs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("arn", String, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("spec", Text, nullable=False),  # CreateEndpointConfig's input minus Tags
+    Column("tags", Text, nullable=False, default="[]"),
+)
+
+endpoints = Table(
+    "sagemaker_endpoints",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("arn", String, nullable=False),
+    Column("config_name", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("modified", Float, nullable=False),
+    # What runs: variant specs resolved from the config and its models when deployed, so the endpoint
+    # comes back after a restart even if the config or a model was deleted since (as on AWS).
+    Column("deployment", Text, nullable=False, default="[]"),
+    Column("pending", Text, nullable=True),  # the deployment an UpdateEndpoint is rolling out
+    Column("pending_config", String, nullable=True),
+    Column("tags", Text, nullable=False, default="[]"),
+)

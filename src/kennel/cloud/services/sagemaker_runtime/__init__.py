@@ -1,0 +1,1 @@
+"""SageMaker Runtime: InvokeEndpoint through the router of the SageMaker provider's endpoints."""

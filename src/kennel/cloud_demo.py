@@ -1,0 +1,218 @@
+"""The second half of ``make demo``: the trained model behind the real AWS APIs of a local cloud.
+
+Deploys the model as a SageMaker endpoint with two instances, invokes it through boto3, puts the
+seeds' Lambda function in front of it under least privilege, shows reserved concurrency throttling,
+and scales the endpoint with target tracking under a step load (plot: scaling timeline PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+from rich.console import Console
+
+from kennel.cloud import server
+from kennel.cloud.cloudstate import admin_credentials
+from kennel.loadtest import Clients, StepLoad, step_load
+from kennel.runtime.autoscaling.timeline import plot
+from kennel.settings import Settings
+
+ACCOUNT = "000000000000"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dog_breeds"
+SLEEPER = "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return {'slept': 1}\n"
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def _deploy(sm, name: str, archive: Path, instances: int) -> float:
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": "pytorch-inference:2.0-cpu",
+            "ModelDataUrl": f"file://{archive.resolve()}",
+            "Environment": {"KENNEL_ALLOW_PRIVATE_URLS": "true"},
+        },
+        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/DogBreedsSageMaker",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    started = time.time()
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 600}
+    )
+    return time.time() - started
+
+
+def _lambda_role(iam, name: str) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.attach_role_policy(
+        RoleName=name, PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    )
+    return arn
+
+
+def _invoke(fn, name: str, event: dict) -> tuple[dict, str | None]:
+    answer = fn.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    return json.loads(answer["Payload"].read()), answer.get("FunctionError")
+
+
+def run_cloud_demo(workdir: Path, archive: Path, image: Path, labels: list[str], console: Console) -> None:
+    settings = Settings(state_dir=workdir / "cloud", port=server.free_port(), time_scale_s=2.0)
+    console.rule("5. kennel up: the local cloud (one simulated minute = 2 s for the autoscaling part)")
+    running = server.start_detached(settings)
+    try:
+        creds = admin_credentials(settings)
+        assert creds is not None
+        clients = Clients(settings.endpoint_url, creds.access_key_id, creds.secret_access_key)
+        console.print(
+            f"gateway {running.endpoint}, pid {running.pid}; caller "
+            f"{clients('sts').get_caller_identity()['Arn']}"
+        )
+        _endpoint_part(clients, archive, image, console)
+        _lambda_part(clients, image, labels, console, workdir)
+        _autoscaling_part(clients, settings, workdir, console)
+    finally:
+        server.stop(settings.state_dir)
+        console.print("kennel down: gateway, model servers and function environments stopped")
+
+
+def _endpoint_part(clients: Clients, archive: Path, image: Path, console: Console) -> None:
+    console.rule("6. SageMaker endpoint with 2 instances, invoked through boto3")
+    seconds = _deploy(clients("sagemaker"), "dog-breeds", archive, 2)
+    described = clients("sagemaker").describe_endpoint(EndpointName="dog-breeds")
+    variant = described["ProductionVariants"][0]
+    console.print(f"dog-breeds InService in {seconds:.1f} s with {variant['CurrentInstanceCount']} instances")
+    answer = clients("sagemaker-runtime").invoke_endpoint(
+        EndpointName="dog-breeds",
+        ContentType="image/jpeg",
+        Accept="application/json",
+        CustomAttributes="top_k=3",
+        Body=image.read_bytes(),
+    )
+    console.print(f"{image.name} → served by variant {answer['InvokedProductionVariant']}:")
+    for rank, row in enumerate(json.loads(answer["Body"].read()), start=1):
+        console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
+
+
+def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Console, workdir: Path) -> None:
+    console.rule("7. the seeds' Lambda function in front of the endpoint, then least privilege")
+    iam, fn = clients("iam"), clients("lambda")
+    role_arn = _lambda_role(iam, "dog-breeds-lambda")
+    fn.create_function(
+        FunctionName="dog-breeds",
+        Runtime="python3.11",
+        Role=role_arn,
+        Handler="lambda_function.lambda_handler",
+        Code={"ZipFile": _zip({"lambda_function.py": (EXAMPLES / "lambda_function.py").read_text()})},
+        Timeout=60,
+        MemorySize=512,
+        Environment={"Variables": {"ENDPOINT_NAME": "dog-breeds"}},
+    )
+    fn.get_waiter("function_active_v2").wait(FunctionName="dog-breeds")
+    url = _serve_image(image)
+    payload, error = _invoke(fn, "dog-breeds", {"url": url})
+    console.print(f"with AWSLambdaBasicExecutionRole only: {error}: {payload.get('errorMessage', '')[:150]}…")
+    policy = json.loads((EXAMPLES / "least_privilege_policy.json").read_text())
+    iam.put_role_policy(
+        RoleName="dog-breeds-lambda", PolicyName="invoke-dog-breeds", PolicyDocument=json.dumps(policy)
+    )
+    payload, error = _invoke(fn, "dog-breeds", {"url": url})
+    scores = json.loads(payload["body"])
+    best = max(range(len(scores)), key=scores.__getitem__)
+    console.print(
+        f"with sagemaker:InvokeEndpoint on that endpoint only: statusCode {payload['statusCode']}, "
+        f"{len(scores)} scores, top breed {labels[best]}"
+    )
+
+    console.rule("8. reserved concurrency 5, 20 concurrent 1-second invocations")
+    fn.create_function(
+        FunctionName="sleeper",
+        Runtime="python3.11",
+        Role=role_arn,
+        Handler="sleeper.handler",
+        Code={"ZipFile": _zip({"sleeper.py": SLEEPER})},
+        Timeout=10,
+    )
+    fn.get_waiter("function_active_v2").wait(FunctionName="sleeper")
+    fn.put_function_concurrency(FunctionName="sleeper", ReservedConcurrentExecutions=5)
+
+    def one(_: int) -> str:
+        try:
+            clients("lambda").invoke(FunctionName="sleeper", Payload=b"{}")
+            return "ran"
+        except ClientError as err:
+            return err.response.get("Reason") or err.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(pool.map(one, range(20)))
+    counts = {o: outcomes.count(o) for o in sorted(set(outcomes))}
+    console.print(f"outcomes (never more than 5 running at once; later calls reuse freed slots): {counts}")
+    logs = clients("logs").filter_log_events(logGroupName="/aws/lambda/dog-breeds", filterPattern="REPORT")
+    for event in logs["events"][:2]:
+        console.print(f"  log: {event['message'].strip()[:140]}")
+
+
+def _serve_image(image: Path) -> str:
+    """A loopback URL for the image (the endpoint allows private URLs explicitly)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = image.read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}/{image.name}"
+
+
+def _autoscaling_part(clients: Clients, settings: Settings, workdir: Path, console: Console) -> None:
+    console.rule("9. target-tracking autoscaling under a step load")
+    period_s = max(1, round(settings.time_scale_s))
+    plan = StepLoad(rate=12.0, threads=4, target=10.0, max=3, hold_s=4.0)
+    report = step_load(clients, "dog-breeds", plan, period_s, console)
+    path = plot(
+        report.pop("timeline"),
+        workdir / "output" / "scaling_timeline.png",
+        title="dog-breeds: step load, target 10 invocations per instance per simulated minute",
+    )
+    for name, value in report.items():
+        console.print(f"  {name}: {value}")
+    console.print(f"timeline: {path}")

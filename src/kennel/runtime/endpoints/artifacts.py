@@ -1,0 +1,93 @@
+"""Model data for instances: a ``model.tar.gz`` (or a model directory) unpacked once into the state dir.
+
+SageMaker downloads and extracts ``ModelDataUrl`` to ``/opt/ml/model`` before the container starts;
+here every instance of a model shares one extracted copy, keyed by the source's path, size and
+modification time so a rebuilt tarball is extracted afresh and an unchanged one is reused (also
+across gateway restarts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tarfile
+import threading
+from pathlib import Path
+
+from kennel.ml.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract_tar
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+_SAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+class ModelDataError(Exception):
+    """The model data cannot be used; the message is what an endpoint's FailureReason says."""
+
+
+def source_path(url: str | None) -> Path | None:
+    """``/path``, ``file:///path`` → a local path; None for "no model data" (code-only containers)."""
+    if not url:
+        return None
+    if url.startswith("file://"):
+        return Path(url[len("file://") :])
+    if "://" in url:
+        raise ModelDataError(f"{url} is not a local path; Kennel reads model data from the local filesystem")
+    return Path(url)
+
+
+def cache_key(source: Path) -> str:
+    stat = source.stat()
+    identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(path, threading.Lock())
+
+
+def prepare_model_dir(url: str | None, cache_root: Path, model_name: str) -> Path:
+    """The extracted model directory for ``url`` (extracting it if this is the first use)."""
+    source = source_path(url)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        empty = cache_root / f"{_SAFE.sub('-', model_name)}-empty"
+        empty.mkdir(exist_ok=True)
+        return empty
+    if not source.exists():
+        raise ModelDataError(f"Could not find model data at {url}.")
+    dest = cache_root / f"{_SAFE.sub('-', model_name)[:40]}-{cache_key(source)}"
+    with _lock_for(dest):
+        if dest.is_dir():
+            return dest
+        staging = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            if source.is_dir():
+                shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                safe_extract_tar(source, staging)
+        except UnsafeArchiveError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelDataError(f"The model data at {url} is unsafe to extract: {exc}") from exc
+        except (CorruptArchiveError, tarfile.TarError, EOFError, OSError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelDataError(f"The model data at {url} is not a readable tar.gz archive: {exc}") from exc
+        staging.rename(dest)
+    return dest
+
+
+def remove_unused(cache_root: Path, in_use: set[Path]) -> list[Path]:
+    """Delete extracted models no deployment refers to any more; returns what was removed."""
+    removed = []
+    if not cache_root.is_dir():
+        return removed
+    keep = {path.resolve() for path in in_use}
+    for child in cache_root.iterdir():
+        if child.is_dir() and child.resolve() not in keep and not child.name.endswith(".partial"):
+            with _lock_for(child):
+                shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed

@@ -1,0 +1,325 @@
+"""One model-server instance as the gateway sees it: a child process, its log, its keep-alive connections.
+
+The process is started with ``start_new_session`` (a Ctrl-C in the gateway's terminal must not hit
+it first) and told the gateway's PID so it exits if the gateway dies. Its stdout and stderr are one
+pipe, read line by line into a buffer that the fleet flushes to CloudWatch Logs; the last lines are
+kept to explain a failed start. Requests reuse HTTP/1.1 connections: a fresh TCP connection per
+request would cost more than the rest of the routing together.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kennel.runtime.endpoints.contract import SERVER_MODULE
+from kennel.runtime.endpoints.profiles import ResourceProfile
+
+_LOG_BUFFER_LINES = 10_000
+_SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class InstanceFailed(Exception):
+    """The instance could not start or stopped; ``reason`` is written for the endpoint's FailureReason."""
+
+    def __init__(self, reason: str, *, port_in_use: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.port_in_use = port_in_use
+
+
+class InstanceUnreachable(Exception):
+    """The request could not be delivered or its answer never came (the process died, say)."""
+
+
+class InstanceTimeout(Exception):
+    """The instance accepted the request but did not answer in time."""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_instance_id() -> str:
+    return "i-" + secrets.token_hex(9)[:17]
+
+
+class Instance:
+    def __init__(
+        self,
+        *,
+        variant: str,
+        model_dir: Path,
+        environment: Mapping[str, str],
+        profile: ResourceProfile,
+        gpu_index: int | None = None,
+        timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.id = new_instance_id()
+        self.variant = variant
+        self.stream = f"{variant}/{self.id}"  # AWS names endpoint log streams <variant>/<instance id>
+        self.model_dir = Path(model_dir)
+        self.environment = dict(environment)
+        self.profile = profile
+        self.gpu_index = gpu_index
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.healthy = False
+        self.retired = False  # taken out of routing (draining or replaced)
+        self.outstanding = 0  # requests in flight; the router's lock guards it
+        self.ping_failures = 0
+        self._pool: list[http.client.HTTPConnection] = []
+        self._pool_lock = threading.Lock()
+        self._tail: deque[str] = deque(maxlen=40)
+        self._buffer: deque[tuple[float, str]] = deque(maxlen=_LOG_BUFFER_LINES)
+        self._log_lock = threading.Lock()
+        self._pump: threading.Thread | None = None
+        self._cpu_prev: tuple[float, float] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        env.update(self.profile.child_environment(self.gpu_index))
+        env.update(self.environment)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self) -> None:
+        self.port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            SERVER_MODULE,
+            "--model-dir",
+            str(self.model_dir),
+            "--port",
+            str(self.port),
+            "--threads",
+            str(self.profile.threads),
+            "--timeout-s",
+            str(self.timeout_s),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.child_env(),
+            cwd=str(self.model_dir),
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._read_output, name=f"log-{self.id}", daemon=True)
+        self._pump.start()
+
+    def wait_ready(self, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Block until ``/ping`` answers 200; raise :class:`InstanceFailed` if the process exits first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                if self._pump is not None:
+                    self._pump.join(timeout=2)  # the failure line may still be in the pipe
+                reason = self.failure_reason(code)
+                raise InstanceFailed(reason, port_in_use="address already in use" in reason.lower())
+            if cancelled():
+                raise InstanceFailed("the deployment was cancelled")
+            if self.ping(timeout_s=2.0):
+                self.healthy = True
+                return
+            if time.monotonic() > deadline:
+                raise InstanceFailed(
+                    f"instance {self.id} did not pass the ping health check within {timeout_s:.0f} s"
+                )
+            time.sleep(0.1)
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """The exit code if the process ends within ``timeout_s`` (a dropped connection often comes
+        a moment before the process is reaped)."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self.healthy = False
+        self.retired = True
+        self.close_connections()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+    def failure_reason(self, code: int | None) -> str:
+        lines = [line for line in self._tail if line.strip()]
+        marked = [line for line in lines if line.startswith("kennel-model-server: failed")]
+        if marked:
+            detail = marked[-1].removeprefix("kennel-model-server: ")
+        else:
+            detail = " | ".join(lines[-3:]) or "no output"
+        return f"instance {self.id} exited with code {code} before it was healthy: {detail}"
+
+    # --- output ------------------------------------------------------------------------------------
+
+    def _read_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._log_lock:
+                self._tail.append(text)
+                self._buffer.append((self.clock(), text))
+        self.proc.stdout.close()
+
+    def take_log_events(self) -> list[tuple[float, str]]:
+        with self._log_lock:
+            events = list(self._buffer)
+            self._buffer.clear()
+        return events
+
+    def note(self, message: str) -> None:
+        """A line in this instance's log stream written by the platform (start, exit, replacement)."""
+        with self._log_lock:
+            self._tail.append(message)
+            self._buffer.append((self.clock(), message))
+
+    def output_done(self) -> bool:
+        return self._pump is None or not self._pump.is_alive()
+
+    # --- health and resources ------------------------------------------------------------------------
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        try:
+            conn.request("GET", "/ping")
+            response = conn.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def sample(self) -> tuple[float, float] | None:
+        """(CPU % summed over cores, memory % of the machine) since the previous sample."""
+        if not self.alive():
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as fh:  # type: ignore[union-attr]
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+        rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        now = time.monotonic()
+        previous, self._cpu_prev = self._cpu_prev, (now, cpu_s)
+        if previous is None:  # the first sample covers the process's life so far
+            try:
+                with open("/proc/uptime") as fh:
+                    elapsed = float(fh.read().split()[0]) - int(fields[19]) / ticks
+            except (OSError, ValueError, IndexError):
+                return None
+            previous = (now - elapsed, 0.0)
+        if now <= previous[0]:
+            return None
+        return 100.0 * (cpu_s - previous[1]) / (now - previous[0]), 100.0 * rss / total
+
+    # --- requests ------------------------------------------------------------------------------------
+
+    def _checkout(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+        if conn is not None:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            return conn, True
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, False
+
+    def _checkin(self, conn: http.client.HTTPConnection) -> None:
+        if self.retired:
+            conn.close()
+            return
+        with self._pool_lock:
+            self._pool.append(conn)
+
+    def close_connections(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.close()
+
+    def post(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
+        """POST /invocations; a stale keep-alive connection is retried once on a fresh one."""
+        for attempt in (0, 1):
+            try:
+                conn, reused = self._checkout(timeout_s)
+            except TimeoutError as exc:
+                raise InstanceUnreachable(f"instance {self.id} did not accept a connection: {exc}") from exc
+            except OSError as exc:
+                raise InstanceUnreachable(f"instance {self.id} is not accepting connections ({exc})") from exc
+            try:
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except TimeoutError as exc:
+                conn.close()
+                raise InstanceTimeout(f"instance {self.id} did not answer within {timeout_s:g} s") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                # The server closes idle connections after a while: only a reused one is worth retrying.
+                if reused and attempt == 0 and isinstance(exc, ConnectionError | http.client.BadStatusLine):
+                    continue
+                raise InstanceUnreachable(
+                    f"instance {self.id} closed the connection without answering ({type(exc).__name__})"
+                ) from exc
+            if response.will_close:
+                conn.close()
+            else:
+                self._checkin(conn)
+            return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,352 @@
+"""Every endpoint's instances on this machine: capacity, start and stop, health, replacement, telemetry.
+
+Operations that start or stop processes block (seconds); the SageMaker provider runs them in its own
+threads and reports status from their outcome. ``upkeep.py`` holds the loops that replace dead
+instances and publish telemetry.
+
+Blue/green updates launch the new fleet beside the old one, switch the router once every new
+instance answers its ping, then wait for the old instances' requests in flight before stopping them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kennel.runtime.endpoints.artifacts import ModelDataError, prepare_model_dir
+from kennel.runtime.endpoints.instances import Instance, InstanceFailed
+from kennel.runtime.endpoints.metrics import MetricBuffer, NullLogSink, NullMetricSink
+from kennel.runtime.endpoints.profiles import gpu_count, profile_for
+from kennel.runtime.endpoints.router import Fleet, Router, Variant
+from kennel.runtime.endpoints.upkeep import UpkeepMixin
+from kennel.runtime.telemetry import LogSink, MetricSink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    model_name: str
+    model_data_url: str | None
+    environment: dict[str, str]
+    instance_type: str
+    instance_count: int
+    weight: float
+    image: str | None = None
+    startup_timeout_s: float = 240.0
+
+
+class CapacityError(Exception):
+    pass
+
+
+class DeploymentFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Endpoint:
+    name: str
+    router: Router
+    reserved: int = 0  # instances counted against the machine's limit
+    fleets: list[Fleet] = field(default_factory=list)  # the active one plus any being launched
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.router.fleet
+
+
+@dataclass(eq=False)
+class _Slot:
+    """What a variant needs to start one more instance like the others."""
+
+    spec: VariantSpec
+    model_dir: Path
+    fleet: Fleet
+
+
+class EndpointManager(UpkeepMixin):
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        max_instances: int,
+        metric_sink: MetricSink | None = None,
+        log_sink: LogSink | None = None,
+        timeout_s: float = 60.0,
+        monitor_interval_s: float = 0.25,
+        ping_interval_s: float = 5.0,
+        sample_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.max_instances = max_instances
+        self.metric_sink: MetricSink = metric_sink or NullMetricSink()
+        self.log_sink: LogSink = log_sink or NullLogSink()
+        self.timeout_s = timeout_s
+        self.ping_interval_s = ping_interval_s
+        self.sample_interval_s = sample_interval_s
+        self.clock = clock
+        self.metrics = MetricBuffer(clock)
+        self.endpoints: dict[str, Endpoint] = {}
+        self._retiring: list[Endpoint] = []
+        self._lock = threading.RLock()
+        self._slots: dict[int, _Slot] = {}  # id(Variant) → how to grow it
+        self._log_sources: list[tuple[str, Instance]] = []
+        self._gpus = gpu_count()
+        self._next_gpu = 0
+        self._stop = threading.Event()
+        self._last_ping = self._last_sample = 0.0
+        self.start_upkeep(monitor_interval_s)
+
+    # --- capacity -------------------------------------------------------------------------------------
+
+    def in_use(self) -> int:
+        with self._lock:
+            return sum(ep.reserved for ep in [*self.endpoints.values(), *self._retiring])
+
+    def register(self, name: str) -> Endpoint:
+        with self._lock:
+            if name in self.endpoints:
+                return self.endpoints[name]
+            router = Router(
+                name, Fleet(config_name=""), self.metrics, timeout_s=self.timeout_s, clock=self.clock
+            )
+            endpoint = self.endpoints[name] = Endpoint(name, router)
+            return endpoint
+
+    def reserve(self, endpoint: Endpoint, count: int) -> None:
+        with self._lock:
+            used = self.in_use()
+            if used + count > self.max_instances:
+                raise CapacityError(
+                    f"This machine may run at most {self.max_instances} model-server instances at once "
+                    f"(setting max_instances); {used} are in use or starting and this request needs {count} "
+                    "more. Delete an endpoint, lower instance counts, or raise the limit."
+                )
+            endpoint.reserved += count
+
+    def release(self, endpoint: Endpoint, count: int) -> None:
+        with self._lock:
+            endpoint.reserved = max(0, endpoint.reserved - count)
+
+    # --- launching ------------------------------------------------------------------------------------
+
+    def _new_instance(self, endpoint: Endpoint, slot: _Slot) -> Instance:
+        profile = profile_for(slot.spec.instance_type)
+        gpu = None
+        if profile.wants_gpu and self._gpus:
+            with self._lock:
+                gpu, self._next_gpu = self._next_gpu % self._gpus, self._next_gpu + 1
+        instance = Instance(
+            variant=slot.spec.name,
+            model_dir=slot.model_dir,
+            environment=slot.spec.environment,
+            profile=profile,
+            gpu_index=gpu,
+            timeout_s=self.timeout_s,
+            clock=self.clock,
+        )
+        where = f"GPU {gpu}" if gpu is not None else "CPU"
+        instance.note(
+            f"Starting model server for {slot.spec.model_name} on a local {slot.spec.instance_type} "
+            f"({profile.threads} threads, {where})"
+        )
+        if profile.wants_gpu and gpu is None:
+            instance.note(
+                f"{slot.spec.instance_type} asks for a GPU but this machine has none: serving on CPU"
+            )
+        with self._lock:
+            self._log_sources.append((endpoint.name, instance))
+        return instance
+
+    def _start_ready(self, endpoint: Endpoint, slot: _Slot) -> Instance:
+        """One instance, started and healthy (a port taken in the meantime gets one more try)."""
+        for attempt in (0, 1):
+            instance = self._new_instance(endpoint, slot)
+            instance.start()
+            try:
+                instance.wait_ready(slot.spec.startup_timeout_s, endpoint.cancelled.is_set)
+                instance.note(f"Instance {instance.id} is healthy on 127.0.0.1:{instance.port}")
+                return instance
+            except InstanceFailed as exc:
+                instance.stop()
+                instance.note(exc.reason)
+                if not (exc.port_in_use and attempt == 0):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def launch(self, endpoint: Endpoint, config_name: str, specs: list[VariantSpec]) -> Fleet:
+        """Start every instance of ``specs`` and wait until all are healthy, or raise DeploymentFailed."""
+        fleet = Fleet(config_name=config_name)
+        with self._lock:
+            endpoint.fleets.append(fleet)
+        # Every variant exists before anything can fail, so stopping the fleet releases all it reserved.
+        for spec in specs:
+            fleet.variants[spec.name] = Variant(
+                spec.name, spec.weight, desired_count=spec.instance_count, desired_weight=spec.weight
+            )
+        slots: list[_Slot] = []
+        try:
+            for spec in specs:
+                try:
+                    model_dir = prepare_model_dir(
+                        spec.model_data_url, self.work_dir / "models", spec.model_name
+                    )
+                except ModelDataError as exc:
+                    raise DeploymentFailed(f"Variant {spec.name}: {exc}") from exc
+                slot = _Slot(spec, model_dir, fleet)
+                self._slots[id(fleet.variants[spec.name])] = slot
+                slots.extend([slot] * spec.instance_count)
+            self._start_all(endpoint, slots)
+        except BaseException:
+            self.stop_fleet(endpoint, fleet)
+            raise
+        return fleet
+
+    def _start_all(self, endpoint: Endpoint, slots: list[_Slot]) -> None:
+        errors: list[str] = []
+
+        def one(slot: _Slot) -> None:
+            try:
+                instance = self._start_ready(endpoint, slot)
+            except InstanceFailed as exc:
+                errors.append(f"Variant {slot.spec.name}: {exc.reason}")
+                return
+            variant = slot.fleet.variants[slot.spec.name]
+            with endpoint.router.cond:
+                variant.instances.append(instance)
+                endpoint.router.cond.notify_all()
+
+        threads = [threading.Thread(target=one, args=(slot,), daemon=True) for slot in slots]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if endpoint.cancelled.is_set():
+            raise DeploymentFailed("The endpoint was deleted while it was being deployed.")
+        if errors:
+            raise DeploymentFailed(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+
+    def activate(self, endpoint: Endpoint, fleet: Fleet) -> Fleet:
+        """Route to ``fleet`` from now on; returns the fleet it replaces."""
+        with endpoint.router.cond:
+            cancelled = endpoint.cancelled.is_set()
+            if not cancelled:
+                old, endpoint.router.fleet = endpoint.router.fleet, fleet
+                endpoint.router.cond.notify_all()
+        if cancelled:  # deleted while the fleet started: shutdown may already have looked for it
+            self.stop_fleet(endpoint, fleet)
+            raise DeploymentFailed("The endpoint was deleted while it was being deployed.")
+        return old
+
+    def swap(self, endpoint: Endpoint, fleet: Fleet) -> None:
+        """Blue/green: switch to ``fleet``, then drain and stop the old one."""
+        old = self.activate(endpoint, fleet)
+        self.stop_fleet(endpoint, old, drain=True)
+
+    def stop_fleet(self, endpoint: Endpoint, fleet: Fleet, *, drain: bool = False) -> None:
+        instances = fleet.all_instances()
+        with endpoint.router.cond:
+            for instance in instances:
+                instance.retired = True
+        if drain and instances:
+            endpoint.router.wait_drained(instances, self.timeout_s + 5)
+        _stop_all(instances)
+        with self._lock:
+            if fleet in endpoint.fleets:
+                endpoint.fleets.remove(fleet)
+            for variant in fleet.variants.values():
+                self._slots.pop(id(variant), None)
+            self.release(endpoint, sum(v.desired_count for v in fleet.variants.values()))
+
+    def scale(self, endpoint: Endpoint, desired: dict[str, tuple[float | None, int | None]]) -> None:
+        """UpdateEndpointWeightsAndCapacities: (weight, count) per variant; extra capacity is reserved
+        by the caller beforehand, capacity given up is released here."""
+        fleet = endpoint.fleet
+        for name, (weight, count) in desired.items():
+            variant = fleet.variants[name]
+            slot = self._slots.get(id(variant))
+            if count is not None and slot is not None and count != variant.desired_count:
+                if count > variant.desired_count:
+                    before, adding = len(variant.instances), count - variant.desired_count
+                    variant.desired_count = count
+                    try:
+                        self._start_all(endpoint, [slot] * adding)
+                    except DeploymentFailed:
+                        missing = adding - (len(variant.instances) - before)
+                        variant.desired_count -= missing
+                        self.release(endpoint, missing)
+                        raise
+                else:
+                    surplus = sorted(variant.instances, key=lambda i: i.outstanding)[
+                        : variant.desired_count - count
+                    ]
+                    self.release(endpoint, variant.desired_count - count)
+                    variant.desired_count = count
+                    with endpoint.router.cond:
+                        for instance in surplus:
+                            instance.retired = True
+                    endpoint.router.wait_drained(surplus, self.timeout_s + 5)
+                    _stop_all(surplus)
+                    with endpoint.router.cond:
+                        variant.instances = [i for i in variant.instances if i not in surplus]
+            if weight is not None:
+                variant.desired_weight = weight
+                variant.weight = weight
+
+    def detach(self, name: str) -> Endpoint | None:
+        """Take the endpoint out of service now (its deployments in progress see the cancellation); its
+        instances keep counting against capacity until :meth:`shutdown` has stopped them."""
+        with self._lock:
+            endpoint = self.endpoints.pop(name, None)
+            if endpoint is not None:
+                self._retiring.append(endpoint)
+        if endpoint is not None:
+            endpoint.cancelled.set()
+        return endpoint
+
+    def shutdown(self, endpoint: Endpoint) -> None:
+        fleets = [*endpoint.fleets, endpoint.router.fleet]
+        for fleet in {id(f): f for f in fleets}.values():
+            self.stop_fleet(endpoint, fleet)
+        with self._lock:
+            if endpoint in self._retiring:
+                self._retiring.remove(endpoint)
+
+    def remove(self, name: str) -> None:
+        endpoint = self.detach(name)
+        if endpoint is not None:
+            self.shutdown(endpoint)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            endpoints = [*self.endpoints.values(), *self._retiring]
+        instances = [
+            i
+            for ep in endpoints
+            for f in {id(x): x for x in [*ep.fleets, ep.fleet]}.values()
+            for i in f.all_instances()
+        ]
+        for ep in endpoints:
+            ep.cancelled.set()
+        _stop_all(instances)
+        self._monitor()
+
+
+def _stop_all(instances: list[Instance]) -> None:
+    """Stop in parallel: each may take its grace period, and a fleet's should not add up."""
+    threads = [threading.Thread(target=i.stop, daemon=True) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
