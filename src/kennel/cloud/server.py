@@ -96,6 +96,10 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_keep_alive=30,
     )
+    # uvicorn handles SIGTERM/SIGINT while it runs, then re-raises the signal under the handler found
+    # before it started: with the default one, SIGTERM (`kennel down`) would kill the process before
+    # the cleanup below stops model servers and function environments and flushes logs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.Server(config).run()
     finally:
@@ -103,6 +107,10 @@ def serve(settings: Settings) -> None:
         with contextlib.suppress(OSError):
             if json.loads(runtime.read_text()).get("pid") == os.getpid():
                 runtime.unlink()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:

@@ -77,17 +77,3 @@ def prepare_model_dir(url: str | None, cache_root: Path, model_name: str) -> Pat
             raise ModelDataError(f"The model data at {url} is not a readable tar.gz archive: {exc}") from exc
         staging.rename(dest)
     return dest
-
-
-def remove_unused(cache_root: Path, in_use: set[Path]) -> list[Path]:
-    """Delete extracted models no deployment refers to any more; returns what was removed."""
-    removed = []
-    if not cache_root.is_dir():
-        return removed
-    keep = {path.resolve() for path in in_use}
-    for child in cache_root.iterdir():
-        if child.is_dir() and child.resolve() not in keep and not child.name.endswith(".partial"):
-            with _lock_for(child):
-                shutil.rmtree(child, ignore_errors=True)
-            removed.append(child)
-    return removed
