@@ -292,6 +292,7 @@ def test_large_put_metric_data_is_gzipped_by_boto3_and_accepted(cloud) -> None:
     """botocore compresses bodies over 10 KB; the gateway verifies the signature, then inflates."""
     cw, ns = cloud.client("cloudwatch"), _namespace()
     seen = {}
+
     def record(**kwargs) -> None:
         seen["enc"] = kwargs["request"].headers.get("Content-Encoding")
 
