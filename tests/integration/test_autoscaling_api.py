@@ -444,3 +444,51 @@ def test_cloudwatch_alarm_api(cloud) -> None:
     assert fails(cw.delete_alarms, AlarmNames=[f"{prefix}0", f"{prefix}nope"])["Code"] == "ResourceNotFound"
     cw.delete_alarms(AlarmNames=[f"{prefix}{i}" for i in range(3)])
     assert cw.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"] == []
+
+
+def test_scalable_variant_keeps_a_warm_standby_for_fast_scale_out(cloud, target, endpoint) -> None:
+    """While a tracked variant may grow, a healthy unrouted instance waits; a scale-out adopts it."""
+    sm, logs = cloud.client("sagemaker"), cloud.client("logs")
+    target.register(MinCapacity=1, MaxCapacity=2)
+    target.tracking(
+        "standby-check",
+        TargetValue=1000.0,
+        PredefinedMetricSpecification={"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+    )
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+
+    def standby_ready() -> bool:
+        found = logs.filter_log_events(logGroupName=group, filterPattern='"warm standby"')
+        return bool(found["events"])
+
+    until(standby_ready, 90, "a warm standby instance")
+    assert sm.describe_endpoint(EndpointName=endpoint)["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    started = time.monotonic()
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
+    )
+
+    def two_serving() -> bool:
+        described = sm.describe_endpoint(EndpointName=endpoint)
+        return (
+            described["EndpointStatus"] == "InService"
+            and described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+        )
+
+    until(two_serving, 30, "two instances serving")
+    elapsed = time.monotonic() - started
+    until(
+        lambda: logs.filter_log_events(logGroupName=group, filterPattern='"adopted from standby"')["events"],
+        15,
+        "the adoption in the endpoint's log",
+    )
+    assert elapsed < 3.0, elapsed  # adopted, not started from scratch
+    target.deregister()
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}],
+    )
+    until(
+        lambda: sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService", 60, "InService"
+    )

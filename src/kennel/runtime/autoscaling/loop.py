@@ -40,6 +40,10 @@ class ScalableResource(Protocol):
         """Start moving the resource to ``count``; raises with a message the activity can show."""
         ...
 
+    def prepare(self, resource_id: str, may_grow: bool) -> None:
+        """Get ready for a possible scale-out (e.g. a warm standby) while ``may_grow``; idempotent."""
+        ...
+
 
 @dataclass
 class StepStats:

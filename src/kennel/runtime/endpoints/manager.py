@@ -22,6 +22,7 @@ from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.metrics import MetricBuffer, NullLogSink, NullMetricSink
 from kennel.runtime.endpoints.profiles import gpu_count, profile_for
 from kennel.runtime.endpoints.router import Fleet, Router, Variant
+from kennel.runtime.endpoints.standby import StandbyMixin
 from kennel.runtime.endpoints.upkeep import UpkeepMixin
 from kennel.runtime.telemetry import LogSink, MetricSink
 
@@ -73,7 +74,7 @@ class _Slot:
     fleet: Fleet
 
 
-class EndpointManager(UpkeepMixin):
+class EndpointManager(StandbyMixin, UpkeepMixin):
     def __init__(
         self,
         work_dir: Path,
@@ -100,6 +101,7 @@ class EndpointManager(UpkeepMixin):
         self._retiring: list[Endpoint] = []
         self._lock = threading.RLock()
         self._slots: dict[int, _Slot] = {}  # id(Variant) → how to grow it
+        self.init_standby()
         self._log_sources: list[tuple[str, Instance]] = []
         self._gpus = gpu_count()
         self._next_gpu = 0
@@ -254,6 +256,7 @@ class EndpointManager(UpkeepMixin):
         self.stop_fleet(endpoint, old, drain=True)
 
     def stop_fleet(self, endpoint: Endpoint, fleet: Fleet, *, drain: bool = False) -> None:
+        self._drop_standbys(endpoint, list(fleet.variants.values()))
         instances = fleet.all_instances()
         with endpoint.router.cond:
             for instance in instances:
@@ -279,13 +282,19 @@ class EndpointManager(UpkeepMixin):
                 if count > variant.desired_count:
                     before, adding = len(variant.instances), count - variant.desired_count
                     variant.desired_count = count
+                    if self._adopt_standby(endpoint, variant):
+                        # The caller reserved room for every new instance; the standby held its own.
+                        self.release(endpoint, 1)
+                        before, adding = before + 1, adding - 1
                     try:
-                        self._start_all(endpoint, [slot] * adding)
+                        if adding:
+                            self._start_all(endpoint, [slot] * adding)
                     except DeploymentFailed:
                         missing = adding - (len(variant.instances) - before)
                         variant.desired_count -= missing
                         self.release(endpoint, missing)
                         raise
+                    self._refill(endpoint, variant)  # the next scale-out finds a standby again
                 else:
                     surplus = sorted(variant.instances, key=lambda i: i.outstanding)[
                         : variant.desired_count - count
@@ -339,6 +348,9 @@ class EndpointManager(UpkeepMixin):
         ]
         for ep in endpoints:
             ep.cancelled.set()
+        with self._lock:
+            instances += list(self._standby.values())
+            self._standby.clear()
         _stop_all(instances)
         self._monitor()
 

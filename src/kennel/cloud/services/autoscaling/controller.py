@@ -81,6 +81,8 @@ class ControllerMixin:
         busy = self._settle(key, capacity)
         suspended = json.loads(target.suspended)
         bounds = p.Bounds(target.min_capacity, target.max_capacity)
+        if not capacity.updating:
+            self.variants.prepare(key.resource_id, capacity.desired < bounds.max and bool(policies))
         if not suspended.get("ScheduledScalingSuspended"):
             bounds = self._run_schedules(key, actions, bounds, capacity, now)
         built = self._policies(policies)

@@ -86,6 +86,13 @@ class SageMakerVariants:
         described = self._describe(endpoint)
         return None if described is None else _variant(described, variant)
 
+    def prepare(self, resource_id: str, may_grow: bool) -> None:
+        """Keep a warm standby instance while the variant may still scale out (none once it cannot)."""
+        endpoint, variant = variant_of(resource_id)
+        provider = self.cloud.providers.get("sagemaker")
+        if provider is not None and hasattr(provider, "keep_standby"):
+            provider.keep_standby(endpoint, variant, may_grow)
+
     def set_desired_capacity(self, resource_id: str, count: int) -> None:
         endpoint, variant = variant_of(resource_id)
         self._call(

@@ -136,6 +136,7 @@ class TargetsMixin:
             conn.execute(delete(t.targets).where(where_key(t.targets, key)))
         self.cloud.metrics.delete_managed_alarms(alarms)
         self.forget_target(key)
+        self.variants.prepare(key.resource_id, False)
         return {}
 
     def has_tracking_policy(self, conn, key: Key) -> bool:

@@ -330,6 +330,13 @@ class EndpointsMixin:
             failure_reason=None,
         )
 
+    def keep_standby(self, endpoint_name: str, variant_name: str, wanted: bool) -> None:
+        """Autoscaling's request for a warm standby instance of a variant that may grow (not an AWS
+        operation: the service-internal hook that makes scale-out take seconds, not a model load)."""
+        endpoint = self.manager.endpoints.get(endpoint_name) if self.manager is not None else None
+        if endpoint is not None:
+            self.manager.keep_standby(endpoint, variant_name, wanted)
+
     def update_endpoint_weights_and_capacities(self, params: dict, ctx: Context) -> dict:
         name = params["EndpointName"]
         with self._lock:

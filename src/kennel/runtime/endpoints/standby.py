@@ -1,0 +1,110 @@
+"""Warm standby instances: one started, healthy, unrouted model server per variant that may grow.
+
+A new model server spends seconds importing its framework and loading the model — on a small machine
+already busy serving, most of a scale-out. Autoscaling asks for a standby while a variant is below
+its maximum; a scale-out then adopts it at once (it is already healthy) and a replacement standby
+starts in the background. Standbys count against ``max_instances`` like any instance, and are
+skipped, not forced, when the machine has no room for one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from kennel.runtime.endpoints.instances import Instance, InstanceFailed
+
+if TYPE_CHECKING:
+    from kennel.runtime.endpoints.manager import Endpoint, _Slot
+    from kennel.runtime.endpoints.router import Variant
+
+log = logging.getLogger(__name__)
+
+
+class StandbyMixin:
+    """Mixed into ``EndpointManager`` (uses its lock, slots, reserve/release and _start_ready)."""
+
+    def init_standby(self) -> None:
+        self._standby: dict[int, Instance] = {}  # id(Variant) → its standby
+        self._standby_wanted: set[int] = set()
+        self._standby_starting: set[int] = set()
+
+    def keep_standby(self, endpoint: Endpoint, variant_name: str, wanted: bool) -> None:
+        """Ask for (or give up) a standby for ``variant_name`` of the endpoint's active fleet. Idempotent."""
+        variant = endpoint.fleet.variants.get(variant_name)
+        if variant is None:
+            return
+        key = id(variant)
+        with self._lock:
+            if not wanted:
+                self._standby_wanted.discard(key)
+                spare = self._standby.pop(key, None)
+            else:
+                self._standby_wanted.add(key)
+                spare = None
+        if spare is not None:
+            spare.stop()
+            self.release(endpoint, 1)
+        elif wanted:
+            self._refill(endpoint, variant)
+
+    def _refill(self, endpoint: Endpoint, variant: Variant) -> None:
+        key = id(variant)
+        with self._lock:
+            slot: _Slot | None = self._slots.get(key)
+            if slot is None or key in self._standby or key in self._standby_starting:
+                return
+            if key not in self._standby_wanted or endpoint.cancelled.is_set():
+                return
+            try:
+                self.reserve(endpoint, 1)
+            except Exception as exc:  # CapacityError: no room for a spare, which is fine
+                log.info("no standby for %s/%s: %s", endpoint.name, variant.name, exc)
+                return
+            self._standby_starting.add(key)
+        threading.Thread(target=self._start_standby, args=(endpoint, slot, key), daemon=True).start()
+
+    def _start_standby(self, endpoint: Endpoint, slot: _Slot, key: int) -> None:
+        try:
+            instance = self._start_ready(endpoint, slot)
+        except InstanceFailed as exc:
+            log.warning("standby for %s/%s failed to start: %s", endpoint.name, slot.spec.name, exc.reason)
+            with self._lock:
+                self._standby_starting.discard(key)
+            self.release(endpoint, 1)
+            return
+        instance.note(f"Instance {instance.id} is a warm standby (not routed until a scale-out adopts it)")
+        with self._lock:
+            self._standby_starting.discard(key)
+            keep = key in self._standby_wanted and key in self._slots and not endpoint.cancelled.is_set()
+            if keep:
+                self._standby[key] = instance
+        if not keep:
+            instance.stop()
+            self.release(endpoint, 1)
+
+    def _adopt_standby(self, endpoint: Endpoint, variant: Variant) -> bool:
+        """Move the variant's standby into rotation; its reservation becomes the new instance's."""
+        with self._lock:
+            spare = self._standby.pop(id(variant), None)
+        if spare is None or not (spare.healthy and spare.alive()):
+            if spare is not None:
+                spare.stop()
+                self.release(endpoint, 1)
+            return False
+        with endpoint.router.cond:
+            variant.instances.append(spare)
+            endpoint.router.cond.notify_all()
+        spare.note(f"Instance {spare.id} adopted from standby into {variant.name}")
+        return True
+
+    def _drop_standbys(self, endpoint: Endpoint, variants: list[Variant]) -> None:
+        with self._lock:
+            spares = [self._standby.pop(id(v)) for v in variants if id(v) in self._standby]
+            for v in variants:
+                self._standby_wanted.discard(id(v))
+        for spare in spares:
+            spare.stop()
+        if spares:
+            self.release(endpoint, len(spares))
