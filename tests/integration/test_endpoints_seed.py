@@ -20,6 +20,7 @@ import pytest
 import torch
 from botocore.exceptions import ClientError
 from PIL import Image
+from tests.integration.test_endpoints import deploy, wait_in_service
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
@@ -128,39 +129,6 @@ def seed_artifact(root: Path) -> tuple[Path, Path]:
         for path in sorted(model_dir.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
     return root / "seed.tar.gz", model_dir
-
-
-def deploy(sm, name: str, url: str, *, env: dict | None = None, count: int = 1) -> str:
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": "pytorch-inference:2.0-cpu",
-            "ModelDataUrl": url,
-            "Environment": env or {},
-        },
-        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole",
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": count,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": 1.0,
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    return name
-
-
-def wait_in_service(sm, name: str) -> dict:
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
-    return sm.describe_endpoint(EndpointName=name)
 
 
 @pytest.fixture(scope="module")
