@@ -164,7 +164,7 @@ class EventsMixin:
         cursor = _parse_filter_token(params["nextToken"], group_id) if params.get("nextToken") else None
         limit = params.get("limit") or 10_000
         found: list[dict[str, Any]] = []
-        budget, scanned = MAX_PAGE_BYTES, 0
+        budget, examined = MAX_PAGE_BYTES, 0
         position = tuple_(t.events.c.timestamp, t.events.c.id)
         columns = (
             t.events.c.timestamp,
@@ -184,7 +184,7 @@ class EventsMixin:
             with self.cloud.store.read() as conn:
                 rows = conn.execute(query).all()
             for stamp, event_id, stream_id, ingested, message in rows:
-                scanned += 1
+                examined += 1
                 cursor = (stamp, event_id)
                 if not matches(message):
                     continue
@@ -196,7 +196,7 @@ class EventsMixin:
                     return _filter_page(found, _filter_token(group_id, cursor))
             if len(rows) < FILTER_CHUNK:
                 return _filter_page(found, None)
-            if scanned >= FILTER_SCAN_LIMIT:  # AWS too answers long scans with partial pages and a token
+            if examined >= FILTER_SCAN_LIMIT:  # AWS too answers long scans with partial pages and a token
                 return _filter_page(found, _filter_token(group_id, cursor))
 
 
