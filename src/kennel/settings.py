@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Settings(BaseModel):
@@ -26,6 +26,12 @@ class Settings(BaseModel):
     max_instances: int = Field(8, ge=1, description="model-server instances this machine may host at once")
     gateway_threads: int = Field(256, ge=4, description="worker threads for requests that wait on compute")
     lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Child processes (model servers, function environments) run in other working directories.
+        return Path(value).expanduser().absolute()
 
     @property
     def endpoint_url(self) -> str:
