@@ -19,6 +19,9 @@ class Settings(BaseModel):
     )
     admin_user: str = Field("admin", description="IAM user created on first start, with AdministratorAccess")
     max_body_bytes: int = Field(100 * 1024 * 1024, description="largest request body accepted")
+    max_object_bytes: int = Field(
+        5 * 1024**3, ge=1, description="largest S3 object one PUT (or one part) may carry (AWS: 5 GiB)"
+    )
     max_clock_skew_s: int = Field(900, description="SigV4 clock-skew allowance (AWS: 15 minutes)")
     time_scale_s: float = Field(
         60.0, gt=0, description="seconds in one simulated minute (metric periods, alarm windows, cooldowns)"

@@ -13,6 +13,7 @@ from kennel.cloud import ids
 from kennel.cloud.audit import AuditLog
 from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
+from kennel.cloud.objectstore.store import ObjectStore
 from kennel.cloud.services.base import Provider
 from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.managed import managed_arn
@@ -39,6 +40,7 @@ class Cloud:
         self.identities = IdentityDirectory(self.store, settings.account_id, time.time)
         self.audit = AuditLog(self.store)
         self.authorizer = Authorizer(self.identities, self.audit)
+        self.objects = ObjectStore(settings.state_dir / "objects")  # SeaweedFS starts on first use
         self.providers: dict[str, Provider] = {}
         for provider_class in PROVIDERS:
             provider = provider_class(self)
@@ -108,6 +110,7 @@ class Cloud:
                 provider.close()
             except Exception:  # one provider failing to stop must not keep the others running
                 logging.getLogger(__name__).exception("closing %s failed", provider.service)
+        self.objects.close()
         self.audit.close()
         self.store.close()
 

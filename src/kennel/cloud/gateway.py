@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from kennel.cloud import ids
+from kennel.cloud.auth.sigv2 import is_sigv2
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, verify
 from kennel.cloud.cloudstate import Cloud
 from kennel.cloud.errors import (
@@ -31,6 +32,7 @@ from kennel.cloud.errors import (
     SerializationException,
     error_class,
 )
+from kennel.cloud.objectstore.proxy import S3Proxy
 from kennel.cloud.protocol import (
     HttpRequest,
     HttpResponse,
@@ -53,10 +55,22 @@ _QUERY_SCOPE_SERVICE = re.compile(r"X-Amz-Credential=[^&]*?%2F\d{8}%2F[^&%]+%2F(
 
 def signing_service(request: HttpRequest) -> str | None:
     """The credential-scope service, read cheaply before verification (routing needs it first)."""
-    match = _SCOPE_SERVICE.search(request.headers.get("authorization") or "")
+    return _scope_service(request.headers.get("authorization") or "", request.query_string)
+
+
+def _scope_service(authorization: str, query_string: str) -> str | None:
+    match = _SCOPE_SERVICE.search(authorization)
     if match is None:
-        match = _QUERY_SCOPE_SERVICE.search(request.query_string)
+        match = _QUERY_SCOPE_SERVICE.search(query_string)
     return match.group(1) if match else None
+
+
+def _is_s3(scope) -> bool:
+    """S3 is told by its credential scope before the body is read: it streams, everything else buffers."""
+    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    query_string = scope.get("query_string", b"").decode("latin-1")
+    text = authorization.decode("latin-1")
+    return _scope_service(text, query_string) == "s3" or is_sigv2(text, query_string)
 
 
 class Gateway:
@@ -65,6 +79,7 @@ class Gateway:
         self.clock = clock
         self.max_skew = timedelta(seconds=cloud.settings.max_clock_skew_s)
         preload(list(cloud.providers))  # models and routing tables now, not on the first request
+        self.s3 = S3Proxy(cloud, clock=clock)
 
     # ----- ASGI -------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -77,6 +92,9 @@ class Gateway:
             await _send(send, HttpResponse(200, {"content-type": "application/json"}, self._health()))
             return
         request_id = ids.request_id()
+        if _is_s3(scope):
+            await self.s3.handle(scope, receive, send, request_id)
+            return
         try:
             body = await self._read_body(scope, receive)
         except AwsError as err:
@@ -106,6 +124,7 @@ class Gateway:
                 )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.s3.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -38,6 +38,8 @@ class RawRequest:
     raw_path: str  # path + "?" + query, still percent-encoded exactly as received
     headers: Mapping[str, str] | Iterable[tuple[str, str]]  # pairs keep duplicated header lines
     body: bytes = b""
+    # A body too large to hold in memory (an S3 upload spooled to disk) is passed as its digest.
+    body_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class _Received:
     def __init__(self, request: RawRequest) -> None:
         path, _, self.raw_query = request.raw_path.partition("?")
         self.method, self.path, self.body = request.method, path or "/", request.body
+        self.body_sha256 = request.body_sha256
         pairs = request.headers.items() if isinstance(request.headers, Mapping) else request.headers
         self.headers: dict[str, list[str]] = {}
         for name, value in pairs:
@@ -254,7 +257,7 @@ def _verify(rx: _Received, lookup: CredentialLookup, now: datetime, max_skew: ti
     if not _same(claim.signature, expected):
         shown = {"StringToSign": string_to_sign, "CanonicalRequest": canonical}
         raise AuthError(Reason.MISMATCH, AWSAccessKeyId=claim.access_key_id, **shown)
-    computed = hashlib.sha256(rx.body).hexdigest()
+    computed = rx.body_sha256 or hashlib.sha256(rx.body).hexdigest()
     if _SHA256_HEX.fullmatch(payload_hash) and payload_hash.lower() != computed:
         # S3 signs with the header's word for the body; elsewhere AWS hashes the body: a plain mismatch.
         shown = {"ClientComputedContentSHA256": payload_hash, "S3ComputedContentSHA256": computed}
@@ -353,7 +356,7 @@ def _payload_hash(rx: _Received, presigned: bool, is_s3: bool) -> str:
         if is_s3 and not presigned:
             raise AuthError(Reason.INCOMPLETE, _NO_SHA, s3=("InvalidRequest", 400, _NO_SHA))
         # botocore's S3 query signer signs presigned URLs with this literal instead of a body hash.
-        return UNSIGNED if is_s3 else hashlib.sha256(rx.body).hexdigest()
+        return UNSIGNED if is_s3 else rx.body_sha256 or hashlib.sha256(rx.body).hexdigest()
     if declared == UNSIGNED or declared.startswith("STREAMING-") or _SHA256_HEX.fullmatch(declared):
         return declared
     raise AuthError(Reason.MISMATCH, _BAD_SHA, s3=("InvalidArgument", 400, None))

@@ -1,0 +1,404 @@
+"""S3 through the gateway: verify SigV4, authorise with IAM, then stream to and from SeaweedFS.
+
+Bodies are spooled (memory up to a few MB, then a file in the state dir) while their SHA-256 is
+computed, because S3 signs the body's digest and a request must be refused before any of it
+reaches the store. Responses stream back unchanged (SeaweedFS already speaks S3's XML), with
+Kennel's request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+import httpx
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.credentials import Credentials
+
+from kennel.cloud.auth.sigv2 import is_sigv2, verify_v2
+from kennel.cloud.auth.sigv4 import AuthError, RawRequest, VerifiedRequest, verify
+from kennel.cloud.objectstore import chunked
+from kennel.cloud.objectstore.operations import S3Call, S3RequestError, bucket_from_host, classify
+from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+
+log = logging.getLogger("kennel.s3")
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_MAX_DELETE_BODY = 2 * 1024 * 1024
+_PRESIGN_PARAMS = frozenset(
+    [
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-signedheaders",
+        "x-amz-signature",
+        "x-amz-security-token",
+        "awsaccesskeyid",  # Signature Version 2 presigned URLs
+        "signature",
+        "expires",
+    ]
+)
+# Not forwarded: credentials and hop-by-hop headers; the body is re-framed by the proxy. SSE headers
+# are dropped because SeaweedFS has no KMS and the SageMaker SDK asks for aws:kms by default.
+_DROPPED_REQUEST_HEADERS = frozenset(
+    [
+        "authorization",
+        "x-amz-security-token",
+        "host",
+        "connection",
+        "keep-alive",
+        "expect",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "content-length",
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-context",
+        "x-amz-server-side-encryption-bucket-key-enabled",
+    ]
+)
+_DROPPED_RESPONSE_HEADERS = frozenset(
+    ["connection", "keep-alive", "transfer-encoding", "server", "x-amz-request-id"]
+)
+
+
+class _Spool:
+    """The request body: bytes in memory, or a temporary file once it outgrows memory."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        self._dir = spool_dir
+        self._memory = bytearray()
+        self._file = None
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self.trailers: dict[str, str] | None = None  # checksum trailers of a decoded aws-chunked body
+
+    def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        if self._file is None and len(self._memory) + len(chunk) <= _SPOOL_IN_MEMORY:
+            self._memory += chunk
+            return
+        if self._file is None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - closed by close()
+            self._file.write(self._memory)
+            self._memory = bytearray()
+        self._file.write(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def reader(self):
+        """A blocking ``read(n)`` over the whole body, from the start."""
+        if self._file is None:
+            view, offset = bytes(self._memory), 0
+
+            def read(n: int) -> bytes:
+                nonlocal offset
+                piece = view[offset : offset + n]
+                offset += len(piece)
+                return piece
+
+            return read
+        self._file.seek(0)
+        return self._file.read
+
+    def small_body(self) -> bytes | None:
+        return bytes(self._memory) if self._file is None else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        assert self._file is not None
+        loop = asyncio.get_running_loop()
+        self._file.seek(0)
+        while chunk := await loop.run_in_executor(None, self._file.read, _CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _ForwardSigner(S3SigV4Auth):
+    """Signs a forwarded request as the store's identity: the body is not re-hashed (the gateway has
+    checked it), and only Host and x-amz-*/Content-MD5 are signed, since httpx may reframe the rest."""
+
+    def payload(self, request) -> str:
+        return "UNSIGNED-PAYLOAD"
+
+    def headers_to_sign(self, request) -> HTTPHeaders:
+        signed = HTTPHeaders()
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower == "host" or lower == "content-md5" or lower.startswith("x-amz-"):
+                signed[lower] = value
+        if "host" not in signed:
+            signed["host"] = request.url.split("://", 1)[1].split("/", 1)[0]
+        return signed
+
+
+def error_body(code: str, message: str, request_id: str, resource: str = "") -> bytes:
+    parts = [f"<Code>{escape(code)}</Code>", f"<Message>{escape(message)}</Message>"]
+    if resource:
+        parts.append(f"<Resource>{escape(resource)}</Resource>")
+    parts.append(f"<RequestId>{request_id}</RequestId>")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
+
+
+class S3Proxy:
+    def __init__(self, cloud, *, clock=time.time) -> None:
+        self.cloud = cloud
+        self.clock = clock
+        self.max_object_bytes = cloud.settings.max_object_bytes
+        self.spool_dir = cloud.settings.state_dir / "objects" / "spool"
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:  # created inside the event loop that uses it
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=60.0),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def handle(self, scope, receive, send, request_id: str) -> None:
+        method = scope["method"]
+        raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0] or "/"
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers: dict[str, str] = {}
+        for name, value in pairs:
+            name = name.lower()
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        request = _Incoming(method, raw_path, query_string, pairs, headers, request_id,
+                            (scope.get("client") or ("127.0.0.1", 0))[0])  # fmt: skip
+        spool = _Spool(self.spool_dir)
+        body = spool
+        try:
+            try:
+                await self._read_body(receive, headers, spool)
+                loop = asyncio.get_running_loop()
+                call, verified = await loop.run_in_executor(None, self._admit, request, spool)
+                if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
+                    body = await loop.run_in_executor(None, self._dechunk, request, verified, spool)
+                endpoint = await loop.run_in_executor(None, self.cloud.objects.endpoint)
+            except S3RequestError as err:
+                await _send_error(send, method, err.status, err.code, err.message, request_id)
+                return
+            except AuthError as err:
+                await _send_error(send, method, err.status, err.code, err.message, request_id)
+                return
+            except chunked.ChunkedError as err:
+                status = 403 if err.code == "SignatureDoesNotMatch" else 400
+                await _send_error(send, method, status, err.code, err.message, request_id)
+                return
+            except ObjectStoreUnavailable as exc:
+                await _send_error(send, method, 503, "ServiceUnavailable", str(exc), request_id)
+                return
+            await self._forward(send, endpoint, request, body, call)
+        except Exception:  # a bug must cost one request a 500, never the gateway
+            log.exception("S3 request %s failed", request_id)
+            await _send_error(send, method, 500, "InternalError",
+                              "We encountered an internal error. Please try again.", request_id)  # fmt: skip
+        finally:
+            spool.close()
+            if body is not spool:
+                body.close()
+
+    async def _read_body(self, receive, headers: dict[str, str], spool: _Spool) -> None:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_object_bytes:
+            raise S3RequestError(
+                "EntityTooLarge", 400,
+                f"Your proposed upload of {declared} bytes exceeds the maximum allowed object size "
+                f"of {self.max_object_bytes} bytes.",
+            )  # fmt: skip
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:
+                spool.write(chunk)
+                if spool.size > self.max_object_bytes:
+                    raise S3RequestError(
+                        "EntityTooLarge", 400,
+                        f"Your proposed upload exceeds the maximum allowed object size of "
+                        f"{self.max_object_bytes} bytes.",
+                    )  # fmt: skip
+            if not message.get("more_body", False):
+                break
+
+    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest]:
+        """SigV4, then classification, then every IAM check the operation needs (worker thread)."""
+        settings = self.cloud.settings
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        full_path = request.raw_path + (f"?{request.query_string}" if request.query_string else "")
+        max_skew = timedelta(seconds=settings.max_clock_skew_s)
+        lookup = self.cloud.identities.lookup
+        if is_sigv2(request.headers.get("authorization", ""), request.query_string):
+            verified = verify_v2(
+                request.method, request.raw_path, request.query_string, request.headers, lookup,
+                now=now, max_skew=max_skew, region=settings.region,
+            )  # fmt: skip
+        else:
+            verified = verify(
+                RawRequest(request.method, full_path, request.pairs, b"", body_sha256=spool.sha256),
+                lookup, now=now, max_skew=max_skew, protocol="rest-xml",
+            )  # fmt: skip
+        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        body = b""
+        if request.method == "POST" and "delete" in query:
+            if spool.size > _MAX_DELETE_BODY:
+                raise S3RequestError("MalformedXML", 400, "The DeleteObjects request body is too large.")
+            body = spool.small_body() or b""
+        host_bucket = bucket_from_host(request.headers.get("host", ""))
+        call = classify(
+            request.method, request.raw_path, query, request.headers, body=body, host_bucket=host_bucket
+        )
+        principal = verified.record.principal
+        for check in call.checks:
+            decision = self.cloud.authorizer.decide(
+                principal, check.action, check.resource, now=now, source_ip=request.source_ip,
+                region=verified.region, request_id=request.request_id, access_key_id=verified.access_key_id,
+                extra_context=check.context,
+            )  # fmt: skip
+            if not decision.allowed:
+                message = decision.message(principal.arn, check.action, check.resource)
+                raise S3RequestError("AccessDenied", 403, message)
+        return call, verified
+
+    def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: _Spool) -> _Spool:
+        """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
+        mode = request.headers["x-amz-content-sha256"]
+        signer = None
+        if mode.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
+            if verified.presigned:
+                raise S3RequestError("InvalidRequest", 400, "aws-chunked uploads cannot be presigned.")
+            seed = request.headers.get("authorization", "").rpartition("Signature=")[2].strip()
+            date = verified.signed_at.strftime("%Y%m%d")
+            signer = chunked.ChunkSigner(
+                chunked.signing_key(
+                    verified.record.secret_access_key, date, verified.region, verified.service
+                ),
+                verified.signed_at.strftime("%Y%m%dT%H%M%SZ"),
+                f"{date}/{verified.region}/{verified.service}/aws4_request",
+                seed,
+            )
+        elif mode != "STREAMING-UNSIGNED-PAYLOAD-TRAILER":
+            raise S3RequestError(
+                "NotImplemented", 501, f"Kennel's S3 does not accept x-amz-content-sha256: {mode}."
+            )
+        plain = _Spool(self.spool_dir)
+        try:
+            decoded = chunked.decode(spool.reader(), plain.write, signer)
+        except BaseException:
+            plain.close()
+            raise
+        declared = request.headers.get("x-amz-decoded-content-length", "")
+        if declared.isdigit() and int(declared) != decoded.size:
+            plain.close()
+            raise S3RequestError(
+                "IncompleteBody", 400,
+                f"x-amz-decoded-content-length says {declared} bytes; the chunks hold {decoded.size}.",
+            )  # fmt: skip
+        plain.trailers = {k: v for k, v in decoded.trailers.items() if k.startswith("x-amz-checksum-")}
+        return plain
+
+    async def _forward(self, send, endpoint: str, request: _Incoming, body: _Spool, call: S3Call) -> None:
+        host_bucket = bucket_from_host(request.headers.get("host", ""))
+        path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
+        kept_query = "&".join(
+            part for part in request.query_string.split("&")
+            if part and part.split("=", 1)[0].lower() not in _PRESIGN_PARAMS
+        )  # fmt: skip
+        url = endpoint + path + (f"?{kept_query}" if kept_query else "")
+        forwarded = {k: v for k, v in request.headers.items() if k not in _DROPPED_REQUEST_HEADERS}
+        if body.trailers is not None:  # it was aws-chunked
+            for name in ("x-amz-decoded-content-length", "x-amz-trailer"):
+                forwarded.pop(name, None)
+            encodings = [e.strip() for e in forwarded.pop("content-encoding", "").split(",")]
+            if kept := [e for e in encodings if e and e != "aws-chunked"]:
+                forwarded["content-encoding"] = ",".join(kept)
+            forwarded.update(body.trailers)
+        forwarded.pop("x-amz-date", None)
+        forwarded.pop("x-amz-content-sha256", None)
+        if body.size:
+            forwarded["content-length"] = str(body.size)
+        unsigned = AWSRequest(method=request.method, url=url, headers=forwarded)
+        identity = self.cloud.objects.identity
+        _ForwardSigner(Credentials(identity.access_key_id, identity.secret), "s3", "us-east-1").add_auth(
+            unsigned
+        )
+        small = body.small_body()
+        content = small if small is not None else body.chunks()
+        client = self._http()
+        upstream = client.build_request(
+            request.method, httpx.URL(url), headers=list(unsigned.headers.items()), content=content
+        )
+        try:
+            response = await client.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            log.warning("S3 store unreachable for %s %s: %s", call.operation, path, exc)
+            await _send_error(send, request.method, 503, "ServiceUnavailable",
+                              f"Kennel's object store did not answer: {exc}", request.request_id)  # fmt: skip
+            return
+        try:
+            out_headers = [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.headers.multi_items()
+                if k.lower() not in _DROPPED_RESPONSE_HEADERS
+            ]
+            out_headers.append((b"x-amz-request-id", request.request_id.encode()))
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
+            )
+            if request.method != "HEAD":
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    method: str
+    raw_path: str
+    query_string: str
+    pairs: list[tuple[str, str]]
+    headers: dict[str, str]  # lower-case names, repeated headers joined with commas
+    request_id: str
+    source_ip: str
+
+
+async def _send_error(send, method: str, status: int, code: str, message: str, request_id: str) -> None:
+    body = b"" if method == "HEAD" else error_body(code, message, request_id)
+    headers = [
+        (b"content-type", b"application/xml"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amz-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
