@@ -11,9 +11,12 @@ the SDK chose, because the URL is rewritten just before signing (so the signatur
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
+
+_VIRTUAL_HOSTED_S3 = re.compile(r"^(?P<bucket>.+)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?$")
 
 
 def redirect_to(endpoint: str):
@@ -22,7 +25,13 @@ def redirect_to(endpoint: str):
     def rewrite(request, **_) -> None:
         url = urlsplit(request.url)
         if url.hostname and url.hostname.endswith((".amazonaws.com", ".amazonaws.com.cn")):
-            request.url = urlunsplit((target.scheme, target.netloc, url.path, url.query, url.fragment))
+            path = url.path
+            # S3 clients address buckets as hosts (bucket.s3.region.amazonaws.com); Kennel's S3 is
+            # path-style, so the bucket moves into the path before the request is signed.
+            virtual = _VIRTUAL_HOSTED_S3.match(url.hostname)
+            if virtual is not None:
+                path = f"/{virtual.group('bucket')}{path or '/'}"
+            request.url = urlunsplit((target.scheme, target.netloc, path, url.query, url.fragment))
 
     return rewrite
 

@@ -28,6 +28,9 @@ class Settings(BaseModel):
     )
     max_instances: int = Field(8, ge=1, description="model-server instances this machine may host at once")
     gateway_threads: int = Field(256, ge=4, description="worker threads for requests that wait on compute")
+    s3_eager_start: bool = Field(
+        True, description="start SeaweedFS with the gateway (False: on the first S3 request, as tests do)"
+    )
     lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
 
     @field_validator("state_dir")
@@ -54,6 +57,8 @@ class Settings(BaseModel):
             values["port"] = int(env["KENNEL_PORT"])
         if env.get("KENNEL_TIME_SCALE"):
             values["time_scale_s"] = float(env["KENNEL_TIME_SCALE"])
+        if env.get("KENNEL_S3_EAGER"):
+            values["s3_eager_start"] = env["KENNEL_S3_EAGER"].lower() not in ("0", "false", "no")
         if env.get("KENNEL_REGION"):
             values["region"] = env["KENNEL_REGION"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -70,6 +70,7 @@ def start_gateway(state_dir: Path, port: int | None = None) -> LiveCloud:
         stdout=log,
         stderr=log,
         start_new_session=True,
+        env={**os.environ, "KENNEL_S3_EAGER": "0"},  # SeaweedFS only in gateways whose tests use S3
     )
     deadline = time.monotonic() + 60
     while not server.healthy(port, 0.5):

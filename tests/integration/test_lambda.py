@@ -143,7 +143,8 @@ def test_versions_and_aliases(lam, role) -> None:
 @pytest.mark.parametrize(
     ("change", "code", "fragment"),
     [
-        ({"Code": {"S3Bucket": "code-bucket", "S3Key": "k"}}, "InvalidParameterValueException", "ZipFile"),
+        ({"Code": {"S3Bucket": "code-bucket", "S3Key": "k"}}, "InvalidParameterValueException",
+         "S3 Error Code: NoSuchBucket"),
         ({"Runtime": "nodejs20.x"}, "InvalidParameterValueException", "python3.x"),
         ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, "InvalidParameterValueException",
          "Reserved keys used in this request: AWS_REGION"),

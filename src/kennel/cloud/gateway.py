@@ -50,6 +50,8 @@ log = logging.getLogger("kennel.gateway")
 
 HEALTH_PATH = "/_kennel/health"
 _SCOPE_SERVICE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+_BUCKET_SEGMENT = re.compile(r"(?!\d{4}-\d{2}-\d{2}$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_OTHER_REST_ROOTS = frozenset({"endpoints", "service", "_kennel"})  # sagemaker-runtime, CBOR, health
 _QUERY_SCOPE_SERVICE = re.compile(r"X-Amz-Credential=[^&]*?%2F\d{8}%2F[^&%]+%2F([^&%]+)%2Faws4_request", re.I)
 
 
@@ -66,11 +68,17 @@ def _scope_service(authorization: str, query_string: str) -> str | None:
 
 
 def _is_s3(scope) -> bool:
-    """S3 is told by its credential scope before the body is read: it streams, everything else buffers."""
-    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    """S3 is told by its credential scope before the body is read: it streams, everything else buffers.
+    An unsigned request for a bucket path is S3's too (anonymous access, which S3 refuses)."""
+    headers = dict(scope["headers"])
+    text = headers.get(b"authorization", b"").decode("latin-1")
     query_string = scope.get("query_string", b"").decode("latin-1")
-    text = authorization.decode("latin-1")
-    return _scope_service(text, query_string) == "s3" or is_sigv2(text, query_string)
+    if text or "X-Amz-Credential=" in query_string or b"x-amz-target" in headers:
+        return _scope_service(text, query_string) == "s3" or is_sigv2(text, query_string)
+    if is_sigv2(text, query_string):
+        return True
+    first = scope["path"].lstrip("/").split("/", 1)[0]
+    return bool(_BUCKET_SEGMENT.fullmatch(first)) and first not in _OTHER_REST_ROOTS
 
 
 class Gateway:

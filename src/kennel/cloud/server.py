@@ -85,7 +85,8 @@ def serve(settings: Settings) -> None:
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port})
     cloud = Cloud(settings)
-    cloud.objects.start_in_background()  # S3 is ready by the time a user's first upload arrives
+    if settings.s3_eager_start:
+        cloud.objects.start_in_background()  # S3 is ready by the time a user's first upload arrives
     runtime = settings.state_dir / RUNTIME_FILE
     runtime.write_text(json.dumps({"pid": os.getpid(), "port": port, "started": time.time()}))
     config = uvicorn.Config(

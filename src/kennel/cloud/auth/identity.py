@@ -109,6 +109,24 @@ class IdentityDirectory:
         principal = Principal(arn, arn, "user", row.user_name, row.user_id, self.account)
         return SecretRecord(access_key_id, row.secret, None, None, principal)
 
+    def role_session(self, role_name: str, session: str) -> Principal | None:
+        """The principal a service acts as when it assumes ``role_name`` (None if there is no such role)."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(t.roles.c.role_id, t.roles.c.path).where(t.roles.c.name == role_name)
+            ).first()
+        if row is None:
+            return None
+        return Principal(
+            arn=assumed_role_arn(self.account, role_name, session),
+            identity_arn=role_arn(self.account, role_name, row.path),
+            kind="assumed-role",
+            name=role_name,
+            user_id=f"{row.role_id}:{session}",
+            account=self.account,
+            session_name=session,
+        )
+
     # ----- policies ---------------------------------------------------------------------------------
     def policies_for(self, principal: Principal) -> PolicySet:
         self._fresh()

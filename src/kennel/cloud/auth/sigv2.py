@@ -87,7 +87,15 @@ def string_to_sign(
     return "\n".join(lines) + "\n" + resource
 
 
-def verify_v2(
+def verify_v2(*args, **kwargs) -> VerifiedRequest:
+    """Who signed this Signature Version 2 request; else :class:`AuthError` as S3 words it."""
+    try:
+        return _verify_v2(*args, **kwargs)
+    except AuthError as err:
+        raise err.for_protocol("rest-xml") from None
+
+
+def _verify_v2(
     method: str,
     raw_path: str,
     query_string: str,

@@ -103,28 +103,40 @@ class ObjectStore:
                 )
             return self._client
 
-    def head(self, bucket: str, key: str) -> ObjectInfo:
+    def head(self, bucket: str, key: str, version: str | None = None) -> ObjectInfo:
+        extra = {"VersionId": version} if version else {}
         try:
-            answer = self.client().head_object(Bucket=bucket, Key=key)
+            answer = self.client().head_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            code = "NoSuchKey" if status == 404 else exc.response.get("Error", {}).get("Code", "Error")
-            raise ObjectNotReadable(code, f"s3://{bucket}/{key}: {code}") from None
+            error = _not_readable(exc, bucket, key)
+            if error.code == "NoSuchKey" and not self._bucket_exists(bucket):
+                error = ObjectNotReadable("NoSuchBucket", "The specified bucket does not exist")
+            raise error from None
         except BotoCoreError as exc:
-            raise ObjectNotReadable("ServiceUnavailable", f"s3://{bucket}/{key}: {exc}") from None
+            raise ObjectNotReadable("ServiceUnavailable", str(exc)) from None
         return ObjectInfo(size=int(answer["ContentLength"]), etag=answer.get("ETag", "").strip('"'))
 
-    def read(self, bucket: str, key: str, *, max_bytes: int) -> bytes:
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.client().head_bucket(Bucket=bucket)
+            return True
+        except (ClientError, BotoCoreError):
+            return False
+
+    def read(self, bucket: str, key: str, *, max_bytes: int, version: str | None = None) -> bytes:
         """The object's bytes; ObjectNotReadable when missing or larger than ``max_bytes``."""
-        info = self.head(bucket, key)
+        info = self.head(bucket, key, version)
         if info.size > max_bytes:
             raise ObjectNotReadable(
-                "EntityTooLarge", f"s3://{bucket}/{key} is {info.size} bytes; the limit is {max_bytes}"
+                "EntityTooLarge", f"The object is {info.size} bytes; the limit is {max_bytes} bytes."
             )
+        extra = {"VersionId": version} if version else {}
         try:
-            return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise ObjectNotReadable("NoSuchKey", f"s3://{bucket}/{key}: {exc}") from None
+            return self.client().get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+        except ClientError as exc:
+            raise _not_readable(exc, bucket, key) from None
+        except BotoCoreError as exc:
+            raise ObjectNotReadable("ServiceUnavailable", str(exc)) from None
 
     def download(self, bucket: str, key: str, cache_dir: Path) -> Path:
         """The object as a local file under ``cache_dir``, named by its ETag so an unchanged object is
@@ -138,9 +150,12 @@ class ObjectStore:
         partial = dest.with_name(dest.name + ".partial")
         try:
             self.client().download_file(bucket, key, str(partial))
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
             partial.unlink(missing_ok=True)
-            raise ObjectNotReadable("NoSuchKey", f"s3://{bucket}/{key}: {exc}") from None
+            raise _not_readable(exc, bucket, key) from None
+        except BotoCoreError as exc:
+            partial.unlink(missing_ok=True)
+            raise ObjectNotReadable("ServiceUnavailable", str(exc)) from None
         partial.rename(dest)
         return dest
 
@@ -148,3 +163,14 @@ class ObjectStore:
         with self._lock:
             self._closed = True
             self.process.stop()
+
+
+def _not_readable(exc: ClientError, bucket: str, key: str) -> ObjectNotReadable:
+    """S3's code and message; a HEAD has no body, so a 404 is told apart by asking for the bucket."""
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "Error"), error.get("Message", "")
+    if code in ("404", "NoSuchKey", "NotFound"):
+        code, message = "NoSuchKey", "The specified key does not exist."
+    elif code in ("403", "AccessDenied", "Forbidden"):
+        code, message = "AccessDenied", "Access Denied"
+    return ObjectNotReadable(code, message or f"s3://{bucket}/{key} cannot be read ({code})")

@@ -13,6 +13,7 @@ import re
 import shutil
 import tarfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from kennel.ml.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract_tar
@@ -26,12 +27,18 @@ class ModelDataError(Exception):
     """The model data cannot be used; the message is what an endpoint's FailureReason says."""
 
 
-def source_path(url: str | None) -> Path | None:
-    """``/path``, ``file:///path`` → a local path; None for "no model data" (code-only containers)."""
+Fetcher = Callable[[str], Path]  # a remote URL (s3://…) → a local copy of the object
+
+
+def source_path(url: str | None, fetch: Fetcher | None = None) -> Path | None:
+    """``/path``, ``file:///path`` → a local path; ``s3://…`` → the copy ``fetch`` downloads; None for
+    "no model data" (code-only containers)."""
     if not url:
         return None
     if url.startswith("file://"):
         return Path(url[len("file://") :])
+    if url.startswith("s3://") and fetch is not None:
+        return fetch(url)
     if "://" in url:
         raise ModelDataError(f"{url} is not a local path; Kennel reads model data from the local filesystem")
     return Path(url)
@@ -48,9 +55,11 @@ def _lock_for(path: Path) -> threading.Lock:
         return _LOCKS.setdefault(path, threading.Lock())
 
 
-def prepare_model_dir(url: str | None, cache_root: Path, model_name: str) -> Path:
+def prepare_model_dir(
+    url: str | None, cache_root: Path, model_name: str, fetch: Fetcher | None = None
+) -> Path:
     """The extracted model directory for ``url`` (extracting it if this is the first use)."""
-    source = source_path(url)
+    source = source_path(url, fetch)
     cache_root.mkdir(parents=True, exist_ok=True)
     if source is None:
         empty = cache_root / f"{_SAFE.sub('-', model_name)}-empty"

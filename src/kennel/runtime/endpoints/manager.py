@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kennel.runtime.endpoints.artifacts import ModelDataError, prepare_model_dir
+from kennel.runtime.endpoints.artifacts import Fetcher, ModelDataError, prepare_model_dir
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.metrics import MetricBuffer, NullLogSink, NullMetricSink
 from kennel.runtime.endpoints.profiles import gpu_count, profile_for
@@ -87,8 +87,10 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         ping_interval_s: float = 5.0,
         sample_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        fetch_model_data: Fetcher | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
+        self.fetch_model_data = fetch_model_data
         self.max_instances = max_instances
         self.metric_sink: MetricSink = metric_sink or NullMetricSink()
         self.log_sink: LogSink = log_sink or NullLogSink()
@@ -201,7 +203,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             for spec in specs:
                 try:
                     model_dir = prepare_model_dir(
-                        spec.model_data_url, self.work_dir / "models", spec.model_name
+                        spec.model_data_url, self.work_dir / "models", spec.model_name, self.fetch_model_data
                     )
                 except ModelDataError as exc:
                     raise DeploymentFailed(f"Variant {spec.name}: {exc}") from exc

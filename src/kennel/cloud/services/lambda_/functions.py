@@ -14,6 +14,8 @@ from sqlalchemy import delete, func, select, update
 
 from kennel.cloud.iam.evaluate import principal_matches
 from kennel.cloud.iam.policy import Effect, PolicyKind
+from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+from kennel.cloud.objectstore.store import ObjectNotReadable, object_arn
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.iam import tables as iam
 from kennel.cloud.services.lambda_ import model as m
@@ -130,20 +132,46 @@ class FunctionsMixin:
                 m.PreconditionFailed,
             )
 
-    def _zip(self, code: dict) -> bytes:
+    def _zip(self, code: dict, ctx: Context) -> bytes:
         if code.get("ImageUri"):
             m.check_runtime(None, "Image")
         if code.get("S3Bucket") or code.get("S3Key"):
-            raise m.user(
-                "Kennel has no S3 store yet, so Code.S3Bucket/S3Key cannot be read: upload the deployment "
-                "package inline with ZipFile."
-            )
+            if code.get("ZipFile"):
+                raise m.user("Please do not provide other FunctionCode parameters when providing a ZipFile.")
+            return self._zip_from_s3(code, ctx)
         data = code.get("ZipFile")
         if not data:
             raise m.user("Please provide a source for function code.")
         if len(data) > m.MAX_ZIP_BYTES:
             raise m.user(f"Zipped size must be smaller than {m.MAX_ZIP_BYTES} bytes", m.RequestTooLarge)
         return data
+
+    def _zip_from_s3(self, code: dict, ctx: Context) -> bytes:
+        """Lambda reads the package with the caller's permissions (s3:GetObject on the object)."""
+        bucket, key = code.get("S3Bucket"), code.get("S3Key")
+        if not bucket or not key:
+            raise m.user("Both S3Bucket and S3Key are required to read function code from S3.")
+        resource = object_arn(bucket, key)
+        decision = self.cloud.authorizer.decide(
+            ctx.principal, "s3:GetObject", resource, now=ctx.now, source_ip=ctx.source_ip,
+            region=ctx.region, request_id=ctx.request_id,
+        )  # fmt: skip
+        if not decision.allowed:
+            raise m.user(
+                "Your access has been denied by S3, please make sure your request credentials have "
+                f"permission to GetObject for {bucket}/{key}. S3 Error Code: AccessDenied. S3 Error "
+                "Message: Access Denied"
+            )
+        try:
+            return self.cloud.objects.read(
+                bucket, key, max_bytes=m.MAX_UNZIPPED_BYTES, version=code.get("S3ObjectVersion")
+            )
+        except ObjectNotReadable as exc:
+            raise m.user(
+                f"Error occurred while GetObject. S3 Error Code: {exc.code}. S3 Error Message: {exc}"
+            ) from None
+        except ObjectStoreUnavailable as exc:
+            raise m.user(f"Error occurred while GetObject: the S3 store is unavailable ({exc})") from None
 
     def _gc_code(self, sha: str) -> None:
         with self.cloud.store.read() as conn:
@@ -166,7 +194,7 @@ class FunctionsMixin:
         m.check_variables(variables)
         if params.get("Layers"):
             raise m.user("Kennel does not support Lambda layers; include the dependencies in the package.")
-        data = self._zip(params["Code"])
+        data = self._zip(params["Code"], ctx)
         self._check_role(params["Role"])
         sha, size = self.code.put(data)
         cfg = {
@@ -247,7 +275,7 @@ class FunctionsMixin:
 
     def update_function_code(self, params: dict, ctx: Context) -> dict:
         name, _ = self._name(params, qualifier_ok=False)
-        data = self._zip(params)
+        data = self._zip(params, ctx)
         with self.cloud.store.read() as conn:
             current = self._version_row(conn, name, m.LATEST)
         self._check_revision(params, current.revision)

@@ -13,11 +13,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+from kennel.cloud.objectstore.store import ObjectNotReadable, parse_s3_url
 from kennel.cloud.protocol import service_spec
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.sagemaker.common import sagemaker_arn
 from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
 from kennel.cloud.services.sagemaker.resources import ResourcesMixin
+from kennel.runtime.endpoints.artifacts import ModelDataError
 from kennel.runtime.endpoints.manager import EndpointManager
 from kennel.runtime.endpoints.metrics import NullMetricSink
 
@@ -94,8 +97,23 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
             log_sink=self.cloud.logs if "logs" in providers else FileLogSink(work / "logs"),
             # Instance metrics have one-minute resolution on AWS; sample a few times per (scaled) minute.
             sample_interval_s=max(1.0, min(10.0, settings.time_scale_s / 6)),
+            fetch_model_data=self.fetch_model_data,
         )
         self.restore()
+
+    def fetch_model_data(self, url: str) -> Path:
+        """An s3:// model.tar.gz as a local file (downloaded once per object version)."""
+        bucket, key = parse_s3_url(url)
+        try:
+            return self.cloud.objects.download(
+                bucket, key, self.cloud.settings.state_dir / "sagemaker" / "s3"
+            )
+        except ObjectNotReadable as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                raise ModelDataError(f"Could not find model data at {url}.") from None
+            raise ModelDataError(f"Could not read model data at {url}: {exc.code} {exc}") from None
+        except ObjectStoreUnavailable as exc:
+            raise ModelDataError(f"Could not read model data at {url}: {exc}") from None
 
     def spawn(self, target, *args) -> None:
         if self._closing:

@@ -10,24 +10,28 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from kennel.cloud.errors import ValidationException
+from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+from kennel.cloud.objectstore.store import ObjectNotReadable, object_arn, parse_s3_url
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import already_exists, dumps, list_page, not_found
 
 
 def check_model_data(url: str | None) -> None:
-    """ModelDataUrl must name model data Kennel can read: a local path or file:// URL that exists."""
+    """ModelDataUrl must name model data Kennel can read: an s3://bucket/key URL (checked against the
+    store by :meth:`ResourcesMixin.check_s3_model_data`), or a local path or file:// URL that exists."""
     if not url:
         return
     if url.startswith("s3://"):
-        raise ValidationException(
-            f"ModelDataUrl {url} is in S3, and Kennel has no S3 store yet. Pass the local path of the "
-            "model.tar.gz (or a file:// URL) as ModelDataUrl instead."
-        )
+        try:
+            parse_s3_url(url)
+        except ValueError:
+            raise ValidationException(f"ModelDataUrl {url} must name an object: s3://bucket/key.") from None
+        return
     if "://" in url and not url.startswith("file://"):
         raise ValidationException(
-            f"ModelDataUrl {url} cannot be read: Kennel reads model data from the local filesystem. Pass a "
-            "local path or a file:// URL to the model.tar.gz."
+            f"ModelDataUrl {url} cannot be read: Kennel reads model data from its S3 store or the local "
+            "filesystem. Upload the model.tar.gz to S3 (s3://bucket/key) or give a local path/file:// URL."
         )
     path = Path(url[len("file://") :] if url.startswith("file://") else url)
     if not path.is_absolute():
@@ -43,6 +47,40 @@ class ResourcesMixin:
     arn: Callable[[str, str], str]
 
     # --- models -------------------------------------------------------------------------------------
+
+    def check_s3_model_data(self, url: str, role_arn: str, ctx: Context) -> None:
+        """SageMaker reads model data as the execution role, and CreateModel already checks it can."""
+        bucket, key = parse_s3_url(url)
+        region = self.cloud.settings.region
+        denied = ValidationException(
+            f'Could not access model data at {url}. Please ensure that the role "{role_arn}" exists and that '
+            'its trust relationship policy allows the action "sts:AssumeRole" for the service principal '
+            f'"sagemaker.amazonaws.com". Also ensure that the role has "s3:GetObject" permissions and that '
+            f"the object is located in {region}."
+        )
+        role = (
+            self.cloud.identities.role_session(role_arn.rsplit("/", 1)[-1], "SageMaker") if role_arn else None
+        )
+        if role is None:
+            raise denied
+        decision = self.cloud.authorizer.decide(
+            role,
+            "s3:GetObject",
+            object_arn(bucket, key),
+            now=ctx.now,
+            region=ctx.region,
+            request_id=ctx.request_id,
+        )
+        if not decision.allowed:
+            raise denied
+        try:
+            self.cloud.objects.head(bucket, key)
+        except ObjectNotReadable as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                raise ValidationException(f"Could not find model data at {url}.") from None
+            raise ValidationException(f"Could not access model data at {url}: {exc.code} {exc}") from None
+        except ObjectStoreUnavailable as exc:
+            raise ValidationException(f"Could not access model data at {url}: {exc}") from None
 
     def create_model(self, params: dict, ctx: Context) -> dict:
         name = params["ModelName"]
@@ -65,6 +103,8 @@ class ResourcesMixin:
                     f"{unsupported} is not supported by Kennel; give the model.tar.gz as ModelDataUrl."
                 )
         check_model_data(container.get("ModelDataUrl"))
+        if (container.get("ModelDataUrl") or "").startswith("s3://"):
+            self.check_s3_model_data(container["ModelDataUrl"], params.get("ExecutionRoleArn") or "", ctx)
         arn = self.arn("model", name)
         spec = {k: v for k, v in params.items() if k != "Tags"}
         with self.cloud.store.write() as conn:
