@@ -36,12 +36,39 @@ def _zip(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def _deploy(sm, name: str, archive: Path, instances: int) -> float:
+def _upload_model(clients: Clients, archive: Path, console: Console) -> str:
+    """As the SageMaker SDK does: its default bucket, the model.tar.gz in it, a role that can read it."""
+    s3, iam = clients("s3"), clients("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam.create_role(RoleName="DogBreedsSageMaker", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.attach_role_policy(
+        RoleName="DogBreedsSageMaker", PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    )
+    bucket = f"sagemaker-us-east-1-{ACCOUNT}"
+    s3.create_bucket(Bucket=bucket)  # waits for SeaweedFS if it is still starting
+    started = time.time()
+    s3.upload_file(str(archive), bucket, "dog-breeds/model.tar.gz")
+    seconds = time.time() - started
+    url = f"s3://{bucket}/dog-breeds/model.tar.gz"
+    console.print(f"{archive.name} ({archive.stat().st_size / 1e6:.1f} MB) → {url} in {seconds:.1f} s")
+    return url
+
+
+def _deploy(sm, name: str, model_url: str, instances: int) -> float:
     sm.create_model(
         ModelName=name,
         PrimaryContainer={
             "Image": "pytorch-inference:2.0-cpu",
-            "ModelDataUrl": f"file://{archive.resolve()}",
+            "ModelDataUrl": model_url,
             "Environment": {"KENNEL_ALLOW_PRIVATE_URLS": "true"},
         },
         ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/DogBreedsSageMaker",
@@ -105,8 +132,8 @@ def run_cloud_demo(workdir: Path, archive: Path, image: Path, labels: list[str],
 
 
 def _endpoint_part(clients: Clients, archive: Path, image: Path, console: Console) -> None:
-    console.rule("6. SageMaker endpoint with 2 instances, invoked through boto3")
-    seconds = _deploy(clients("sagemaker"), "dog-breeds", archive, 2)
+    console.rule("6. model.tar.gz to S3, then a SageMaker endpoint with 2 instances, invoked through boto3")
+    seconds = _deploy(clients("sagemaker"), "dog-breeds", _upload_model(clients, archive, console), 2)
     described = clients("sagemaker").describe_endpoint(EndpointName="dog-breeds")
     variant = described["ProductionVariants"][0]
     console.print(f"dog-breeds InService in {seconds:.1f} s with {variant['CurrentInstanceCount']} instances")
@@ -126,12 +153,16 @@ def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Cons
     console.rule("7. the seeds' Lambda function in front of the endpoint, then least privilege")
     iam, fn = clients("iam"), clients("lambda")
     role_arn = _lambda_role(iam, "dog-breeds-lambda")
+    package = _zip({"lambda_function.py": (EXAMPLES / "lambda_function.py").read_text()})
+    clients("s3").put_object(
+        Bucket=f"sagemaker-us-east-1-{ACCOUNT}", Key="dog-breeds/lambda.zip", Body=package
+    )
     fn.create_function(
         FunctionName="dog-breeds",
         Runtime="python3.11",
         Role=role_arn,
         Handler="lambda_function.lambda_handler",
-        Code={"ZipFile": _zip({"lambda_function.py": (EXAMPLES / "lambda_function.py").read_text()})},
+        Code={"S3Bucket": f"sagemaker-us-east-1-{ACCOUNT}", "S3Key": "dog-breeds/lambda.zip"},
         Timeout=60,
         MemorySize=512,
         Environment={"Variables": {"ENDPOINT_NAME": "dog-breeds"}},

@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-import httpx
+import aiohttp
+import yarl
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
@@ -137,7 +138,8 @@ class _Spool:
 
 class _ForwardSigner(S3SigV4Auth):
     """Signs a forwarded request as the store's identity: the body is not re-hashed (the gateway has
-    checked it), and only Host and x-amz-*/Content-MD5 are signed, since httpx may reframe the rest."""
+    checked it), and only Host and x-amz-*/Content-MD5 are signed, since the HTTP client may reframe the
+    rest."""
 
     def payload(self, request) -> str:
         return "UNSIGNED-PAYLOAD"
@@ -167,20 +169,21 @@ class S3Proxy:
         self.clock = clock
         self.max_object_bytes = cloud.settings.max_object_bytes
         self.spool_dir = cloud.settings.state_dir / "objects" / "spool"
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:  # created inside the event loop that uses it
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=60.0),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-                follow_redirects=False,
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created inside the event loop that uses it
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64),
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=600),
+                auto_decompress=False,  # bytes pass through as stored; the client's Accept-Encoding decides
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
             )
-        return self._client
+        return self._session
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def handle(self, scope, receive, send, request_id: str) -> None:
         method = scope["method"]
@@ -353,33 +356,31 @@ class S3Proxy:
         )
         small = body.small_body()
         content = small if small is not None else body.chunks()
-        client = self._http()
-        upstream = client.build_request(
-            request.method, httpx.URL(url), headers=list(unsigned.headers.items()), content=content
-        )
         try:
-            response = await client.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            # encoded=True: the path and query go out byte for byte as signed (yarl would re-quote them).
+            response = await self._http().request(
+                request.method, yarl.URL(url, encoded=True), headers=list(unsigned.headers.items()),
+                data=content, allow_redirects=False,
+            )  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("S3 store unreachable for %s %s: %s", call.operation, path, exc)
             await _send_error(send, request.method, 503, "ServiceUnavailable",
                               f"Kennel's object store did not answer: {exc}", request.request_id)  # fmt: skip
             return
         try:
             out_headers = [
-                (k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in response.headers.multi_items()
-                if k.lower() not in _DROPPED_RESPONSE_HEADERS
+                (name.lower(), value)
+                for name, value in response.raw_headers
+                if name.decode("latin-1").lower() not in _DROPPED_RESPONSE_HEADERS
             ]
             out_headers.append((b"x-amz-request-id", request.request_id.encode()))
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
-            )
+            await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
             if request.method != "HEAD":
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await response.aclose()
+            response.release()
 
 
 @dataclass(frozen=True)
