@@ -7,8 +7,9 @@ Throttles and system errors go back to the queue with a backoff growing from 1 s
 long as the event is younger than its maximum age, and do not use up retry attempts. All of these
 waits are in simulated time: one minute lasts ``minute_s`` seconds (Kennel's ``time_scale_s``).
 
-The queue is in memory: events accepted but not yet run are lost if the gateway stops. At most
-``workers`` events run at once (admission still applies to each); the rest wait their turn.
+Accepted events are written to a journal (the store) before Invoke answers 202 and leave it only
+when they are done, so a restart runs what was queued, waiting or running (at least once, as on
+AWS). At most ``workers`` events run at once (admission still applies to each); the rest wait.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 log = logging.getLogger("kennel.lambda.events")
 
@@ -30,6 +32,7 @@ DEFAULT_MAX_AGE_S = 21600
 RETRY_DELAYS_MIN = (1.0, 2.0)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
+RESTORE_DELAY_S = 1.0
 
 
 class Result(enum.Enum):
@@ -70,6 +73,16 @@ def next_delay(event: Event, result: Result, policy: RetryPolicy, age_s: float) 
     return delay if age_s + delay <= policy.max_age_s else None
 
 
+class Journal(Protocol):
+    """Durable record of events not yet finished. ``due`` and ``enqueued`` are wall-clock epochs."""
+
+    def save(self, event: Event, enqueued: float, due: float) -> None: ...
+
+    def remove(self, request_id: str) -> None: ...
+
+    def load(self) -> list[tuple[Event, float, float]]: ...
+
+
 class EventQueue:
     def __init__(
         self,
@@ -79,9 +92,13 @@ class EventQueue:
         minute_s: float = 60.0,
         workers: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.run = run
         self.policy = policy
+        self.journal = journal
+        self.wall_clock = wall_clock
         self.scale = minute_s / 60.0  # real seconds per simulated second
         self.clock = clock
         self._heap: list[tuple[float, int, Event]] = []
@@ -90,10 +107,30 @@ class EventQueue:
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-event")
         self._pending = 0
+        if journal is not None:
+            self._restore(journal)
         self._dispatcher = threading.Thread(target=self._dispatch, name="lambda-events", daemon=True)
         self._dispatcher.start()
 
+    def _restore(self, journal: Journal) -> None:
+        """Events a previous run accepted and did not finish: due ones run now, the others keep their wait."""
+        now, wall = self.clock(), self.wall_clock()
+        restored = journal.load()
+        for event, enqueued, due in restored:
+            event.enqueued = now - max(0.0, wall - enqueued)  # keeps the event's age for MaximumEventAge
+            # Not before RESTORE_DELAY_S: the gateway the function may call back into is still starting.
+            heapq.heappush(self._heap, (now + max(RESTORE_DELAY_S, due - wall), next(self._seq), event))
+        self._pending += len(restored)
+        if restored:
+            log.info("restored %d queued asynchronous invocations", len(restored))
+
+    def _record(self, event: Event, delay_s: float) -> None:
+        if self.journal is not None:
+            wall = self.wall_clock()
+            self.journal.save(event, wall - (self.clock() - event.enqueued), wall + delay_s)
+
     def submit(self, event: Event, delay_s: float = 0.0) -> None:
+        self._record(event, delay_s)  # durable before the caller is told 202
         with self._wake:
             heapq.heappush(self._heap, (self.clock() + delay_s, next(self._seq), event))
             self._pending += 1
@@ -135,9 +172,12 @@ class EventQueue:
                     event.function,
                     event.attempts,
                 )
+            if self.journal is not None:
+                self.journal.remove(event.request_id)
             with self._wake:
                 self._pending -= 1
             return
+        self._record(event, delay * self.scale)
         with self._wake:
             if self._closed:
                 return

@@ -19,6 +19,7 @@ from kennel.cloud.services.lambda_.codestore import CodeStore
 from kennel.cloud.services.lambda_.concurrency import ConcurrencyMixin
 from kennel.cloud.services.lambda_.functions import FunctionsMixin
 from kennel.cloud.services.lambda_.invoke import InvokeMixin
+from kennel.cloud.services.lambda_.journal import StoreJournal
 from kennel.cloud.services.lambda_.permissions import PermissionsMixin
 from kennel.runtime.functions.emitter import Emitter
 from kennel.runtime.functions.environment import FunctionSpec
@@ -91,7 +92,10 @@ class LambdaProvider(FunctionsMixin, AliasesMixin, ConcurrencyMixin, Permissions
             account_limit=settings.lambda_concurrency_limit,
             idle_timeout_s=IDLE_MINUTES * settings.time_scale_s,
         )
-        self.events = EventQueue(self._run_event, self._retry_policy, minute_s=settings.time_scale_s)
+        self.events = EventQueue(
+            self._run_event, self._retry_policy, minute_s=settings.time_scale_s,
+            journal=StoreJournal(self.cloud.store),
+        )  # fmt: skip
         self._restore_provisioned()
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ addressed by content so versions sharing code share the files.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Column, Float, ForeignKey, Integer, LargeBinary, String, Table, Text
 
 from kennel.cloud.store import metadata
 
@@ -76,4 +76,19 @@ event_configs = Table(
     Column("max_retries", Integer, nullable=True),
     Column("max_age", Integer, nullable=True),
     Column("modified", Float, nullable=False),
+)
+
+# Asynchronous invocations accepted and not yet finished (kennel.runtime.functions.events.Journal).
+# No foreign key: an event for a deleted function is dropped when it runs (Result.GONE), as on AWS.
+async_events = Table(
+    "lambda_async_events",
+    metadata,
+    Column("request_id", String, primary_key=True),
+    Column("function", String, nullable=False),
+    Column("qualifier", String, nullable=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("enqueued", Float, nullable=False),  # epoch seconds
+    Column("due", Float, nullable=False),  # epoch seconds of the next attempt
+    Column("attempts", Integer, nullable=False),
+    Column("requeues", Integer, nullable=False),
 )
