@@ -240,7 +240,8 @@ def test_aws_cli_describes_and_invokes(cloud, deployed, tmp_path: Path) -> None:
     assert len(json.loads((tmp_path / "out.json").read_text())) == 2
 
 
-def test_sagemaker_sdk_predictor(cloud, deployed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def sdk_session(cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """(the sagemaker module, a Session talking to Kennel), telemetry opted out as README explains."""
     config = tmp_path / "sagemaker-config.yaml"
     config.write_text(
         "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
@@ -248,8 +249,6 @@ def test_sagemaker_sdk_predictor(cloud, deployed, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     sagemaker = pytest.importorskip("sagemaker")
-    from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.serializers import IdentitySerializer, JSONSerializer
 
     from kennel.sdk import kennel_session
 
@@ -259,7 +258,14 @@ def test_sagemaker_sdk_predictor(cloud, deployed, tmp_path: Path, monkeypatch: p
         aws_access_key_id=cloud.access_key_id,
         aws_secret_access_key=cloud.secret_access_key,
     )
-    session = sagemaker.Session(boto_session=boto)
+    return sagemaker, sagemaker.Session(boto_session=boto)
+
+
+def test_sagemaker_sdk_predictor(cloud, deployed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sagemaker, session = sdk_session(cloud, tmp_path, monkeypatch)
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.serializers import IdentitySerializer, JSONSerializer
+
     images = sagemaker.predictor.Predictor(
         deployed["kennel"],
         sagemaker_session=session,

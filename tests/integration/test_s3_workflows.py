@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.integration.test_endpoints import jpeg, kennel_artifact
+from tests.integration.test_endpoints import jpeg, kennel_artifact, sdk_session
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -102,23 +102,10 @@ def test_model_data_from_s3_with_the_sagemaker_sdk(
     ]
     artifact = kennel_artifact(tmp_path)
 
-    config = tmp_path / "sagemaker-config.yaml"
-    config.write_text(
-        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-    )
-    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
-    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    sagemaker = pytest.importorskip("sagemaker")
+    sagemaker, session = sdk_session(cloud, tmp_path, monkeypatch)
     from sagemaker.deserializers import JSONDeserializer
     from sagemaker.serializers import IdentitySerializer
 
-    from kennel.sdk import kennel_session
-
-    boto = kennel_session(
-        cloud.endpoint, region_name="us-east-1",
-        aws_access_key_id=cloud.access_key_id, aws_secret_access_key=cloud.secret_access_key,
-    )  # fmt: skip
-    session = sagemaker.Session(boto_session=boto)
     bucket = session.default_bucket()
     assert bucket == "sagemaker-us-east-1-000000000000"
     model_data = session.upload_data(str(artifact), bucket=bucket, key_prefix=f"models/{suffix}")

@@ -13,13 +13,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
-from kennel.cloud.objectstore.store import ObjectNotReadable, parse_s3_url
 from kennel.cloud.protocol import service_spec
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.sagemaker.common import sagemaker_arn
 from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
-from kennel.cloud.services.sagemaker.resources import ResourcesMixin
+from kennel.cloud.services.sagemaker.resources import ResourcesMixin, read_model_data
 from kennel.runtime.endpoints.artifacts import ModelDataError
 from kennel.runtime.endpoints.manager import EndpointManager
 from kennel.runtime.endpoints.metrics import NullMetricSink
@@ -103,17 +101,10 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
 
     def fetch_model_data(self, url: str) -> Path:
         """An s3:// model.tar.gz as a local file (downloaded once per object version)."""
-        bucket, key = parse_s3_url(url)
-        try:
-            return self.cloud.objects.download(
-                bucket, key, self.cloud.settings.state_dir / "sagemaker" / "s3"
-            )
-        except ObjectNotReadable as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
-                raise ModelDataError(f"Could not find model data at {url}.") from None
-            raise ModelDataError(f"Could not read model data at {url}: {exc.code} {exc}") from None
-        except ObjectStoreUnavailable as exc:
-            raise ModelDataError(f"Could not read model data at {url}: {exc}") from None
+        cache = self.cloud.settings.state_dir / "sagemaker" / "s3"
+        return read_model_data(
+            url, lambda bucket, key: self.cloud.objects.download(bucket, key, cache), ModelDataError
+        )
 
     def spawn(self, target, *args) -> None:
         if self._closing:

@@ -40,6 +40,19 @@ def check_model_data(url: str | None) -> None:
         raise ValidationException(f"Could not find model data at {url}.")
 
 
+def read_model_data(url: str, read: Callable[[str, str], Any], error: Callable[[str], Exception]) -> Any:
+    """``read(bucket, key)`` for an s3:// ModelDataUrl, its failures worded as SageMaker words them."""
+    bucket, key = parse_s3_url(url)
+    try:
+        return read(bucket, key)
+    except ObjectNotReadable as exc:
+        if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            raise error(f"Could not find model data at {url}.") from None
+        raise error(f"Could not access model data at {url}: {exc.code} {exc}") from None
+    except ObjectStoreUnavailable as exc:
+        raise error(f"Could not access model data at {url}: {exc}") from None
+
+
 class ResourcesMixin:
     """CreateModel … DeleteEndpointConfig; mixed into the provider (needs ``arn`` and ``cloud``)."""
 
@@ -73,14 +86,7 @@ class ResourcesMixin:
         )
         if not decision.allowed:
             raise denied
-        try:
-            self.cloud.objects.head(bucket, key)
-        except ObjectNotReadable as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
-                raise ValidationException(f"Could not find model data at {url}.") from None
-            raise ValidationException(f"Could not access model data at {url}: {exc.code} {exc}") from None
-        except ObjectStoreUnavailable as exc:
-            raise ValidationException(f"Could not access model data at {url}: {exc}") from None
+        read_model_data(url, self.cloud.objects.head, ValidationException)
 
     def create_model(self, params: dict, ctx: Context) -> dict:
         name = params["ModelName"]
