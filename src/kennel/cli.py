@@ -209,6 +209,11 @@ def status(state_dir: Path | None = StateDir) -> None:
     health = "healthy" if server.healthy(running.port) else "NOT answering"
     uptime = time.time() - running.started
     console.print(f"Kennel at {running.endpoint}: pid {running.pid}, up {uptime:.0f} s, {health}")
+    from kennel.cloud.objectstore.seaweed import running_pid
+
+    store = running_pid(settings.state_dir / "objects")
+    s3 = f"SeaweedFS pid {store}" if store else "SeaweedFS not running (it starts on the first S3 request)"
+    console.print(f"S3: {s3}; data in {settings.state_dir / 'objects'}")
 
 
 @app.command("env")

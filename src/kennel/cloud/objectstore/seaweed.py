@@ -242,6 +242,16 @@ class SeaweedProcess:
             _terminate(pid, lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10.0)
 
 
+def running_pid(root: Path) -> int | None:
+    """The PID of the SeaweedFS serving ``root`` (``<state>/objects``), if one is running."""
+    try:
+        pid = int((root / "weed.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if f"-dir={root / 'data'}".encode() in cmdline and not _zombie(pid) else None
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
