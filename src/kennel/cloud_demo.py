@@ -213,10 +213,14 @@ def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Cons
 
 def _serve_image(image: Path) -> str:
     """A loopback URL for the image (the endpoint allows private URLs explicitly)."""
+    url, _ = serve_image_bytes(image.read_bytes(), image.name)
+    return url
+
+
+def serve_image_bytes(body: bytes, name: str):
+    """Serve one JPEG on a loopback port (background thread): (its URL, the server to shut down)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    body = image.read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -231,7 +235,7 @@ def _serve_image(image: Path) -> str:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{httpd.server_address[1]}/{image.name}"
+    return f"http://127.0.0.1:{httpd.server_address[1]}/{name}", httpd
 
 
 def _autoscaling_part(clients: Clients, settings: Settings, workdir: Path, console: Console) -> None:

@@ -9,16 +9,15 @@ import io
 import json
 import subprocess
 import sys
-import threading
 import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from kennel.cloud_demo import serve_image_bytes
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.labels import dog_breed_folders, readable_label
 from kennel.ml.models import ModelConfig, build_model
@@ -36,22 +35,8 @@ def _jpeg() -> bytes:
 
 @pytest.fixture(scope="module")
 def image_url():
-    body = _jpeg()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/dog.jpg"
+    url, server = serve_image_bytes(_jpeg(), "dog.jpg")
+    yield url
     server.shutdown()
     server.server_close()
 

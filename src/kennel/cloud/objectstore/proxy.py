@@ -202,10 +202,9 @@ class S3Proxy:
             try:
                 await self._read_body(receive, headers, spool)
                 loop = asyncio.get_running_loop()
-                call, verified = await loop.run_in_executor(None, self._admit, request, spool)
+                call, verified, endpoint = await loop.run_in_executor(None, self._admit, request, spool)
                 if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
                     body = await loop.run_in_executor(None, self._dechunk, request, verified, spool)
-                endpoint = await loop.run_in_executor(None, self.cloud.objects.endpoint)
             except S3RequestError as err:
                 await _send_error(send, method, err.status, err.code, err.message, request_id)
                 return
@@ -253,8 +252,9 @@ class S3Proxy:
             if not message.get("more_body", False):
                 break
 
-    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest]:
-        """SigV4, then classification, then every IAM check the operation needs (worker thread)."""
+    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest, str]:
+        """SigV4, then classification, then every IAM check the operation needs, then the store's
+        endpoint (starting it if needed) — all on one worker thread."""
         settings = self.cloud.settings
         now = datetime.fromtimestamp(self.clock(), UTC)
         full_path = request.raw_path + (f"?{request.query_string}" if request.query_string else "")
@@ -290,7 +290,7 @@ class S3Proxy:
             if not decision.allowed:
                 message = decision.message(principal.arn, check.action, check.resource)
                 raise S3RequestError("AccessDenied", 403, message)
-        return call, verified
+        return call, verified, self.cloud.objects.endpoint()
 
     def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: _Spool) -> _Spool:
         """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
