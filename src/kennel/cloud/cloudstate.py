@@ -19,6 +19,7 @@ from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.managed import managed_arn
 from kennel.cloud.services.iam.provider import IamProvider
 from kennel.cloud.services.registry import PROVIDERS
+from kennel.cloud.services.service_roles import ServiceRoles
 from kennel.cloud.services.sts.provider import StsProvider
 from kennel.cloud.store import Store
 from kennel.settings import Settings
@@ -40,6 +41,8 @@ class Cloud:
         self.identities = IdentityDirectory(self.store, settings.account_id, time.time)
         self.audit = AuditLog(self.store)
         self.authorizer = Authorizer(self.identities, self.audit)
+        # iam:PassRole + trust checks for every operation that hands a service a role
+        self.service_roles = ServiceRoles(self.store, self.identities, self.authorizer)
         self.objects = ObjectStore(settings.state_dir / "objects")  # SeaweedFS starts on first use
         self.providers: dict[str, Provider] = {}
         for provider_class in PROVIDERS:
