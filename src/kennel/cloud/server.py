@@ -82,6 +82,9 @@ def serve(settings: Settings) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # the store, its WAL files and everything else the gateway writes: owner-only
+    from kennel.cloud.sealing import drop_secrets_from_environ
+
+    drop_secrets_from_environ()  # a shell's AWS keys must not reach model servers or SeaweedFS
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port})
     cloud = Cloud(settings)
@@ -133,7 +136,17 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
         "--time-scale",
         str(settings.time_scale_s),
     ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    from kennel.cloud.sealing import without_secrets
+
+    # The gateway's own environment holds no secret (`kennel env` output exported in this shell included).
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=without_secrets(os.environ),
+    )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -3,6 +3,11 @@
 SQLite allows one writer at a time, so writes are serialised by a lock here instead of surfacing
 ``database is locked`` to clients; reads run concurrently (WAL). ``generation`` increases on every
 committed write so in-memory caches (credentials, parsed policies) know when to refresh.
+
+Columns typed ``Sealed`` (access-key secrets, session credentials, Lambda configurations) are stored
+encrypted with the key in ``<state>/secrets.key`` (see ``kennel.cloud.sealing``). Schema history:
+1 → 2 sealed those columns; opening a version-1 store seals its plaintext rows in place, then
+rewrites the file and empties the WAL so no plaintext copy stays on disk.
 """
 
 from __future__ import annotations
@@ -13,9 +18,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, create_engine, event, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    literal_column,
+    select,
+    type_coerce,
+    update,
+)
 
-SCHEMA_VERSION = 1
+from kennel.cloud.sealing import KEY_FILE, SEALED_PREFIX, Sealed, Sealer, attach, load_or_create_key
+
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -39,11 +60,14 @@ class SchemaMismatch(RuntimeError):
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, key_file: Path | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
+        # Read once, held in memory: the key never travels through the environment.
+        sealer = Sealer(load_or_create_key(key_file or self.path.parent / KEY_FILE))
         self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"check_same_thread": False})
+        attach(self.engine.dialect, sealer)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.RLock()
         self.generation = 0
@@ -62,6 +86,26 @@ class Store:
                     f"{self.path} was written by a newer Kennel (schema {row[0]} > {SCHEMA_VERSION}); "
                     "upgrade Kennel"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                conn.execute(
+                    meta_table.update()
+                    .where(meta_table.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+            # Every open, not only on the version step: a process that had not imported some
+            # table module when the version moved would otherwise leave that table's rows plain.
+            sealed = seal_plaintext(conn)
+        if sealed:
+            self.scrub()
+
+    def scrub(self) -> None:
+        """Rewrite the file and empty the WAL: pages that held plaintext before sealing are gone."""
+        with self._write_lock, self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raw.execute("VACUUM")
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def write(self, *, bump: bool = True) -> Iterator[Connection]:
@@ -93,8 +137,28 @@ class Store:
         self.engine.dispose()
 
 
+def seal_plaintext(conn: Connection) -> int:
+    """Seal rows of ``Sealed`` columns still in plaintext (schema 1); the number of values sealed."""
+    count = 0
+    for table in metadata.sorted_tables:
+        for column in table.columns:
+            if not isinstance(column.type, Sealed):
+                continue
+            raw = type_coerce(column, Text)  # read the stored text as is: no opening
+            rowid = literal_column("rowid")
+            plain = conn.execute(
+                select(rowid, raw).where(raw.is_not(None), raw.not_like(f"{SEALED_PREFIX}%"))
+            ).all()
+            for row_id, value in plain:
+                conn.execute(update(table).where(rowid == row_id).values({column.name: value}))
+                count += 1
+    return count
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    # Freed pages and cells are zeroed: a value overwritten or deleted leaves no copy in the file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -1,9 +1,13 @@
-"""IAM state in the store. Times are epoch seconds (float); documents are JSON text as submitted."""
+"""IAM state in the store. Times are epoch seconds (float); documents are JSON text as submitted.
+
+Secret access keys and session tokens are ``Sealed``: encrypted at rest, opened on read.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Float, ForeignKey, Integer, String, Table, Text
 
+from kennel.cloud.sealing import Sealed
 from kennel.cloud.store import metadata
 
 users = Table(
@@ -20,7 +24,7 @@ access_keys = Table(
     "iam_access_keys",
     metadata,
     Column("access_key_id", String, primary_key=True),
-    Column("secret", String, nullable=False),
+    Column("secret", Sealed("iam_access_keys.secret"), nullable=False),
     Column("user_name", String, ForeignKey("iam_users.name", ondelete="CASCADE"), nullable=False),
     Column("status", String, nullable=False, default="Active"),
     Column("created", Float, nullable=False),
@@ -88,8 +92,8 @@ sessions = Table(
     "sts_sessions",
     metadata,
     Column("access_key_id", String, primary_key=True),
-    Column("secret", String, nullable=False),
-    Column("session_token", String, nullable=False),
+    Column("secret", Sealed("sts_sessions.secret"), nullable=False),
+    Column("session_token", Sealed("sts_sessions.session_token"), nullable=False),
     Column("role_name", String, nullable=False),
     Column("session_name", String, nullable=False),
     Column("source_arn", String, nullable=False),

@@ -1,13 +1,15 @@
 """Lambda state in the store. Times are epoch seconds; configurations and documents are JSON text.
 
 Deployment packages live beside the store (``<state>/lambda/code/<sha256>.zip`` and its extraction),
-addressed by content so versions sharing code share the files.
+addressed by content so versions sharing code share the files. A version's configuration holds its
+environment variables, so it is ``Sealed`` (encrypted at rest, opened on read).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, ForeignKey, Integer, LargeBinary, String, Table, Text
 
+from kennel.cloud.sealing import Sealed
 from kennel.cloud.store import metadata
 
 
@@ -32,7 +34,7 @@ versions = Table(
     metadata,
     _function(),
     Column("version", String, primary_key=True),  # "$LATEST" or "1", "2", …
-    Column("config", Text, nullable=False),
+    Column("config", Sealed("lambda_versions.config"), nullable=False),
     Column("code_sha", String, nullable=False),  # hex SHA-256 of the zip
     Column("code_size", Integer, nullable=False),
     Column("modified", Float, nullable=False),
