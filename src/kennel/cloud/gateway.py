@@ -197,9 +197,14 @@ class Gateway:
             return serialize_response(service, operation, result, request_id, protocol=protocol)
         except AwsError as err:
             return self._error_response(service, operation, err, request_id, protocol)
-        except Exception:  # a bug must cost one request a 500, never the gateway
-            log.exception("unhandled error in %s %s (request %s)", service, operation, request_id)
-            failure = InternalFailure("We encountered an internal error. Please try again.")
+        except Exception as exc:  # last resort: one request gets an AWS-shaped error, never the gateway
+            failure = input_fault(exc)
+            if failure is None:  # a genuine server fault: a 500, logged with its traceback
+                log.exception("unhandled error in %s %s (request %s)", service, operation, request_id)
+                failure = InternalFailure("We encountered an internal error. Please try again.")
+            else:  # input no check caught yet: still the client's 400, logged so the check gets written
+                log.warning("unchecked bad input in %s %s (request %s): %r", service, operation,
+                            request_id, exc, exc_info=True)  # fmt: skip
             return self._error_response(service, operation, failure, request_id, protocol)
 
     def _decoded(self, request: HttpRequest) -> HttpRequest:
@@ -235,7 +240,7 @@ class Gateway:
         self, service, operation, err: AwsError, request_id: str, protocol: str | None = None
     ) -> HttpResponse:
         if service is None:
-            body = json.dumps({"__type": err.code, "message": err.message}).encode()
+            body = json.dumps({"__type": err.code, "message": err.message}).encode("utf-8", "replace")
             headers = {"content-type": "application/json", "x-amzn-RequestId": request_id,
                        "x-amzn-ErrorType": err.code}  # fmt: skip
             return HttpResponse(err.status, headers, body)
@@ -243,7 +248,19 @@ class Gateway:
             return serialize_error(service, operation, err, request_id, protocol=protocol)
         except Exception:
             log.exception("could not serialize %r for %s", err, service)
-            return HttpResponse(500, {"x-amzn-RequestId": request_id}, b"")
+            return self._error_response(None, None, err, request_id)  # plain JSON never fails to encode
+
+
+def input_fault(exc: BaseException) -> AwsError | None:
+    """The 400 for an exception only bad input can cause (a structure nested too deep for a recursive
+    walk, text that is not valid Unicode, a number too large to convert); None for anything else."""
+    if isinstance(exc, RecursionError):
+        return SerializationException("The request is nested too deeply.")
+    if isinstance(exc, UnicodeError):
+        return SerializationException("The request contains text that is not valid Unicode.")
+    if isinstance(exc, OverflowError) or (isinstance(exc, ValueError) and "digits" in str(exc)):
+        return SerializationException("The request contains a number too large to process.")
+    return None
 
 
 def _auth_protocol(protocol: str) -> str:
@@ -257,7 +274,9 @@ def _auth_error(err: AuthError) -> AwsError:
 
 
 async def _send(send, response: HttpResponse) -> None:
-    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()]
+    # "replace": a header value a provider built from client text must not turn the answer into a 500.
+    headers = [(k.lower().encode("latin-1", "replace"), str(v).encode("latin-1", "replace"))
+               for k, v in response.headers.items()]  # fmt: skip
     if not any(k == b"content-length" for k, _ in headers):
         headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -22,6 +22,7 @@ from kennel.cloud.iam.conditions import (
     PatternSet,
     compile_condition,
 )
+from kennel.cloud.protocol.codec import has_lone_surrogate, json_depth
 
 __all__ = [
     "VERSIONS",
@@ -37,6 +38,8 @@ __all__ = [
 CURRENT_VERSION = "2012-10-17"
 LEGACY_VERSION = "2008-10-17"
 VERSIONS = (CURRENT_VERSION, LEGACY_VERSION)
+# A valid policy nests six levels at most (Statement → statement → Condition → operator → key → values).
+MAX_POLICY_DEPTH = 32
 
 _POLICY_FIELDS = frozenset({"Version", "Id", "Statement"})
 _STATEMENT_FIELDS = frozenset(
@@ -279,10 +282,16 @@ def parse_policy(
     trust policies must, trust policies have no Resource); None checks only the common grammar.
     """
     if isinstance(document, str | bytes):
+        text = document.encode("utf-8", "surrogatepass") if isinstance(document, str) else document
+        # Checked before json.loads: a document nested thousands deep must be a 400, not a RecursionError.
+        if json_depth(text) > MAX_POLICY_DEPTH:
+            raise _syntax(f"The document is nested more than {MAX_POLICY_DEPTH} levels deep.")
         try:
             raw = json.loads(document)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedPolicyDocument("Syntax errors in policy.") from None
+        if has_lone_surrogate(raw):
+            raise _syntax("The document contains invalid Unicode (an unpaired surrogate).")
     else:
         raw = document
     if not isinstance(raw, Mapping):

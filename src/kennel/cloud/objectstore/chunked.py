@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MAX_HEADER_LINE = 4096
+_HEX_SIZE = re.compile(r"[0-9a-fA-F]{1,16}")  # 16 hex digits: 2^64-1, the most any SDK could announce
 
 
 class ChunkedError(Exception):
@@ -73,21 +75,31 @@ class _Crc32:
 
 
 def decode(
-    read: Callable[[int], bytes], write: Callable[[bytes], None], signer: ChunkSigner | None
+    read: Callable[[int], bytes],
+    write: Callable[[bytes], None],
+    signer: ChunkSigner | None,
+    *,
+    max_size: int | None = None,
 ) -> Decoded:
-    """Stream ``read`` → ``write``, checking signatures (when ``signer``) and checksum trailers."""
+    """Stream ``read`` → ``write``, checking signatures (when ``signer``) and checksum trailers.
+
+    ``max_size``: the encoded body's length. No chunk can be larger, so a chunk announcing more (say
+    2^64-1 bytes) is refused from its header, before anything is buffered for it."""
     reader = _Reader(read)
     out = Decoded()
     checksums = {"x-amz-checksum-crc32": _Crc32(), **{k: make() for k, make in _CHECKSUMS.items()}}
     while True:
         header = reader.line()
         size_text, _, extension = header.partition(";")
-        try:
-            size = int(size_text.strip(), 16)
-        except ValueError:
-            raise ChunkedError("IncompleteBody", f"Malformed aws-chunked header {header[:80]!r}") from None
-        if size < 0:
-            raise ChunkedError("IncompleteBody", "Negative aws-chunked size")
+        size_text = size_text.strip()
+        if not _HEX_SIZE.fullmatch(size_text):
+            raise ChunkedError("IncompleteBody", f"Malformed aws-chunked header {header[:80]!r}")
+        size = int(size_text, 16)
+        if max_size is not None and size > max_size - out.size:
+            raise ChunkedError(
+                "IncompleteBody",
+                f"An aws-chunked chunk announces {size} bytes; the whole body is {max_size} bytes.",
+            )
         data = reader.exact(size)
         if signer is not None:
             provided = extension.partition("chunk-signature=")[2].strip()
@@ -149,8 +161,14 @@ class _Reader:
         return line.decode("latin-1")
 
     def exact(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            if not self._fill():
+        # Pieces joined once: appending to one bytes object would copy a large chunk over and over.
+        pieces, have = [self._buffer], len(self._buffer)
+        while have < size:
+            more = self._read(min(size - have, 1024 * 1024))
+            if not more:
                 raise ChunkedError("IncompleteBody", "The aws-chunked body ended early")
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+            pieces.append(more)
+            have += len(more)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        data, self._buffer = data[:size], data[size:]
         return data

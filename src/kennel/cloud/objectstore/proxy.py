@@ -315,7 +315,7 @@ class S3Proxy:
             )
         plain = _Spool(self.spool_dir)
         try:
-            decoded = chunked.decode(spool.reader(), plain.write, signer)
+            decoded = chunked.decode(spool.reader(), plain.write, signer, max_size=spool.size)
         except BaseException:
             plain.close()
             raise

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from itertools import accumulate, repeat
 from typing import Any
 
 from kennel.cloud.errors import SerializationException
@@ -109,9 +110,9 @@ def from_text(member: Member | Shape, text: str, default_ts: str = "iso8601") ->
     if kind == "string":
         if isinstance(member, Member) and member.jsonvalue:
             try:
-                return json.loads(b64decode(text).decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise WireTypeError(f"'{text}' is not base64-encoded JSON") from exc
+                return loads_json(b64decode(text), "A JSON value")
+            except SerializationException as exc:
+                raise WireTypeError(f"'{text[:256]}' is not base64-encoded JSON: {exc.message}") from None
         return text
     if kind in ("integer", "long"):
         # int() alone would also take "1_000", " 7" and 5000-digit numbers.
@@ -215,18 +216,68 @@ def _mismatch(shape: Shape, value: Any) -> SerializationException:
     return SerializationException(f"{kind} can not be converted to {_TARGET.get(shape.type, shape.type)}")
 
 
+# No AWS input shape nests anywhere near this deep; the bound keeps every recursive walk (validation,
+# providers, json.dumps) far from Python's recursion limit, and it is checked before json.loads allocates.
+MAX_JSON_DEPTH = 100
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+# A \uD800-\uDFFF escape: json.loads turns a lone one into a str that cannot be encoded as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def json_depth(text: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, strings skipped; linear, no recursion."""
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS).translate(_DEPTH_STEP)
+    # Each opening bracket is +1 and each closing one -1: the running sum's maximum is the depth.
+    return max(accumulate(map(int.__sub__, brackets, repeat(1))), default=0)
+
+
+def check_json_text(text: bytes, what: str = "Request body") -> None:
+    """Refuse JSON text nested deeper than ``MAX_JSON_DEPTH`` before it is parsed."""
+    if (text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH) and json_depth(text) > MAX_JSON_DEPTH:
+        raise SerializationException(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (or key) in a decoded JSON tree holds a lone UTF-16 surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def loads_json(text: bytes, what: str = "Request body") -> Any:
+    """``json.loads`` for untrusted bytes: UTF-8 only, bounded depth, no lone surrogates (all 400s)."""
+    check_json_text(text, what)
+    try:
+        value = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SerializationException(f"{what} is not valid UTF-8") from None
+    except RecursionError:
+        raise SerializationException(f"{what} is nested too deeply") from None
+    except ValueError as exc:
+        raise SerializationException(f"{what} is not valid JSON: {exc.args[0]}") from None
+    if _SURROGATE_ESCAPE.search(text) and has_lone_surrogate(value):
+        raise SerializationException(f"{what} contains an unpaired UTF-16 surrogate (invalid Unicode)")
+    return value
+
+
 def decode_json_body(body: bytes) -> dict[str, Any]:
     """A request body that must be a JSON object; empty means ``{}``."""
     if not body or body.isspace():
         return {}
-    try:
-        value = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SerializationException("Request body is not valid UTF-8") from None
-    except RecursionError:
-        raise SerializationException("Request body is nested too deeply") from None
-    except ValueError as exc:
-        raise SerializationException(f"Request body is not valid JSON: {exc.args[0]}") from None
+    value = loads_json(body)
     if not isinstance(value, dict):
         raise SerializationException("Request body must be a JSON object")
     return value
@@ -383,4 +434,5 @@ _TO_JSON = _ByType({
 
 
 def dumps(tree: Any) -> bytes:
-    return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # "replace": a lone surrogate that slipped through (input refuses them) must not cost a whole answer.
+    return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")

@@ -54,8 +54,24 @@ def _struct(shape: Shape, node: dict[str, Any], path: str, problems: list[str]) 
     return out
 
 
-def _indexed(node: dict[str, Any]) -> list[dict[str, Any]]:
-    items = [(int(key), child) for key, child in node.items() if key.isascii() and key.isdigit()]
+# A form holds at most 10,000 fields (router._MAX_FORM_FIELDS), so no real list index has more digits
+# than this; checking the length first keeps int() away from 4,300-digit numbers (a ValueError, a 500).
+_MAX_INDEX_DIGITS = 6
+
+
+def _indexed(node: dict[str, Any], path: str, problems: list[str]) -> list[dict[str, Any]]:
+    items = []
+    for key, child in node.items():
+        if not (key.isascii() and key.isdigit()):
+            continue
+        if len(key) > _MAX_INDEX_DIGITS:
+            shown = key if len(key) <= 32 else f"{key[:32]}..."
+            problems.append(
+                f"Value '{shown}' at '{path}' failed to satisfy constraint: "
+                f"Member must be a list index of at most {_MAX_INDEX_DIGITS} digits"
+            )
+            continue
+        items.append((int(key), child))
     return [child for _, child in sorted(items, key=lambda item: item[0])]
 
 
@@ -71,7 +87,7 @@ def _value(member: Member, node: dict[str, Any], path: str, problems: list[str])
             return [] if node.get(_LEAF) == "" else None
         values = (
             _value(element, child, f"{path}.{i}.member", problems)
-            for i, child in enumerate(_indexed(holder), 1)
+            for i, child in enumerate(_indexed(holder, path, problems), 1)
         )
         return [value for value in values if value is not None]
     if kind == "map":
@@ -81,7 +97,7 @@ def _value(member: Member, node: dict[str, Any], path: str, problems: list[str])
         key_name = shape.key.location_name or "key"  # type: ignore[union-attr]
         value_name = shape.value.location_name or "value"  # type: ignore[union-attr]
         out: dict[str, Any] = {}
-        for entry in _indexed(holder):
+        for entry in _indexed(holder, path, problems):
             key = entry.get(key_name, {}).get(_LEAF)
             raw = entry.get(value_name)
             if key is not None and raw is not None:
@@ -213,7 +229,7 @@ def xml_response(spec: ServiceSpec, op: Operation, result: dict[str, Any], reque
     out.append(
         f"<ResponseMetadata><RequestId>{escape(request_id)}</RequestId></ResponseMetadata></{name}Response>"
     )
-    return "".join(out).encode("utf-8")
+    return "".join(out).encode("utf-8", "replace")  # never fail an answer over a stray surrogate
 
 
 def xml_error(
@@ -233,4 +249,4 @@ def xml_error(
         elif _TAG.fullmatch(name):
             out.append(f"<{name}>{escape(str(value))}</{name}>")
     out.append(f"</Error><RequestId>{escape(request_id)}</RequestId></ErrorResponse>")
-    return "".join(out).encode("utf-8")
+    return "".join(out).encode("utf-8", "replace")  # never fail an answer over a stray surrogate

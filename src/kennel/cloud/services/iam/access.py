@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -9,10 +10,10 @@ import uuid
 from sqlalchemy import func, select
 
 from kennel.cloud.iam.evaluate import AuthzRequest, Outcome, evaluate
-from kennel.cloud.iam.policy import PolicyKind, parse_policy
+from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.iam import tables as t
-from kennel.cloud.services.iam.common import InvalidInput, NoSuchEntity, when
+from kennel.cloud.services.iam.common import InvalidInput, MalformedPolicy, NoSuchEntity, when
 
 SERVICE_NAMES = {
     "sagemaker": "Amazon SageMaker",
@@ -43,15 +44,28 @@ def principal_from_arn(arn: str) -> tuple[str, str]:
     return kind, rest.rsplit("/", 1)[-1]
 
 
+def _numeric(text: str) -> float:
+    value = float(text)  # a ValueError for "x" is the caller's InvalidInput
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 def _context(entries: list[dict]) -> dict:
     values: dict = {}
     for entry in entries or []:
         raw = entry.get("ContextKeyValues", [])
         kind = entry.get("ContextKeyType", "string")
-        convert = {"numeric": float, "boolean": lambda v: v.lower() == "true"}.get(
+        convert = {"numeric": _numeric, "boolean": lambda v: v.lower() == "true"}.get(
             kind.replace("List", ""), str
         )
-        converted = [convert(v) for v in raw]
+        try:
+            converted = [convert(v) for v in raw]
+        except ValueError:
+            name = entry.get("ContextKeyName", "")
+            raise InvalidInput(
+                f"Invalid value for context key {name} of type {kind}: every value must be a number."
+            ) from None
         values[entry["ContextKeyName"]] = (
             converted if kind.endswith("List") or len(converted) != 1 else converted[0]
         )
@@ -68,10 +82,13 @@ class AccessMixin:
         with self.cloud.store.read() as conn:
             (self._user_row if kind == "user" else self._role_row)(conn, name)
         found = self.cloud.identities.load_policies(kind, name)
-        extra = [
-            parse_policy(doc, kind=PolicyKind.IDENTITY, name=f"PolicyInputList.{i + 1}")
-            for i, doc in enumerate(params.get("PolicyInputList", []))
-        ]
+        try:
+            extra = [
+                parse_policy(doc, kind=PolicyKind.IDENTITY, name=f"PolicyInputList.{i + 1}")
+                for i, doc in enumerate(params.get("PolicyInputList", []))
+            ]
+        except MalformedPolicyDocument as exc:
+            raise MalformedPolicy(str(exc)) from None
         context = _context(params.get("ContextEntries", []))
         context.setdefault("aws:username", name) if kind == "user" else None
         results = []

@@ -24,22 +24,29 @@ def when(epoch: float | None) -> datetime | None:
 
 def check_document(document: str, kind: PolicyKind, limit_key: str) -> str:
     """Validate a policy document as IAM does on write; returns it unchanged."""
-    compact = json.dumps(json.loads(document), separators=(",", ":")) if _is_json(document) else document
-    if len(compact) > MAX_POLICY_BYTES[limit_key]:
-        raise LimitExceeded(f"Cannot exceed quota for PolicySize: {MAX_POLICY_BYTES[limit_key]}")
+    limit = MAX_POLICY_BYTES[limit_key]
+    # IAM does not count whitespace; a document over the quota even so is refused before it is parsed.
+    if len(document) - sum(map(document.count, " \t\r\n")) > limit:
+        raise LimitExceeded(f"Cannot exceed quota for PolicySize: {limit}")
     try:
         parse_policy(document, kind=kind)
     except MalformedPolicyDocument as exc:
+        compact = _compact(document)
+        if compact is not None and len(compact) > limit:  # the quota is reported before the syntax
+            raise LimitExceeded(f"Cannot exceed quota for PolicySize: {limit}") from None
         raise MalformedPolicy(str(exc)) from exc
+    compact = _compact(document)
+    if compact is not None and len(compact) > limit:
+        raise LimitExceeded(f"Cannot exceed quota for PolicySize: {limit}")
     return document
 
 
-def _is_json(text: str) -> bool:
+def _compact(text: str) -> str | None:
+    """The document as IAM measures it (no whitespace, escapes as json.dumps writes them)."""
     try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
+        return json.dumps(json.loads(text), separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return None
 
 
 def paginate(items: list, params: dict, *, default_max: int = 100) -> tuple[list, dict]:
