@@ -18,6 +18,7 @@ stop. Figures, all measured in this run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -101,6 +102,13 @@ def main() -> None:
             assert creds is not None
             clients = Clients(settings.endpoint_url, creds.access_key_id, creds.secret_access_key)
             name = "autoscaling-bench"
+            # SageMaker refuses an execution role that is missing or does not trust it, as AWS does.
+            trust = {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                     "Action": "sts:AssumeRole"}  # fmt: skip
+            clients("iam").create_role(
+                RoleName="Sm",
+                AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+            )
             cold = deploy(clients("sagemaker"), name, artifact(root))
             console.print(f"cold start {cold:.1f} s")
             plan = StepLoad(

@@ -14,12 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 from botocore.exceptions import ClientError
+from tests.integration.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
 from kennel.ml.transforms import Preprocess
 
 ACCOUNT = "000000000000"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sagemaker_role(cloud) -> None:
+    service_role(cloud, "S")  # SageMaker refuses a role that is missing or does not trust it
+
+
 NS, DIM = "sagemaker", "sagemaker:variant:DesiredInstanceCount"
 PREDEFINED = {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
 INVALID = "ValidationException"

@@ -23,6 +23,7 @@ import torch
 from botocore.config import Config
 from PIL import Image
 from tests.integration.conftest import LiveCloud, start_gateway, stop_gateway
+from tests.integration.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
@@ -111,6 +112,7 @@ class StepLoad:
 def test_step_load_scales_out_to_max_and_back_to_min_without_failures(fast_cloud, tmp_path) -> None:
     sm, aas = fast_cloud.client("sagemaker"), fast_cloud.client("application-autoscaling")
     name, resource = "scaled", "endpoint/scaled/variant/AllTraffic"
+    service_role(fast_cloud, "Sm")  # SageMaker refuses a role that is missing or does not trust it
     sm.create_model(
         ModelName=name,
         PrimaryContainer={"Image": "pytorch-inference:2.0-cpu", "ModelDataUrl": str(model(tmp_path))},

@@ -21,12 +21,20 @@ import pytest
 import torch
 from botocore.exceptions import ClientError
 from PIL import Image
+from tests.integration.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
 from kennel.ml.transforms import Preprocess
 
 ACCOUNT = "000000000000"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sagemaker_role(cloud) -> None:
+    service_role(cloud)  # SageMaker refuses a role that is missing or does not trust it
+
+
 LABELS = [f"Breed {i}" for i in range(1, 6)]
 AWS = (
     [str(Path(sys.executable).with_name("aws"))]

@@ -9,9 +9,16 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+from tests.integration.roles import service_role
 from tests.integration.test_endpoints import jpeg, kennel_artifact
 
 AWS = str(Path(sys.executable).with_name("aws"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sagemaker_role(cloud) -> None:
+    service_role(cloud)  # SageMaker refuses a role that is missing or does not trust it
 
 
 def aws(cloud, *args: str) -> dict:

@@ -20,6 +20,7 @@ import pytest
 import torch
 from botocore.exceptions import ClientError
 from PIL import Image
+from tests.integration.roles import service_role
 from tests.integration.test_endpoints import deploy, wait_in_service
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
@@ -28,6 +29,12 @@ from kennel.ml.transforms import Preprocess
 
 ACCOUNT = "000000000000"
 LABELS = [f"Breed {i}" for i in range(1, 6)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sagemaker_role(cloud) -> None:
+    service_role(cloud)  # SageMaker refuses a role that is missing or does not trust it
+
 
 SEED_SCRIPT = """
 import io

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tests.integration.roles import service_role
 
 from kennel.cloud_demo import serve_image_bytes
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
@@ -24,6 +25,13 @@ from kennel.ml.models import ModelConfig, build_model
 from kennel.ml.transforms import Preprocess
 
 ACCOUNT = "000000000000"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sagemaker_role(cloud) -> None:
+    service_role(cloud)  # SageMaker refuses a role that is missing or does not trust it
+
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dog_breeds" / "lambda_function.py"
 
 

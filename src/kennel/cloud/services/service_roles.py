@@ -120,9 +120,22 @@ class ServiceRoles:
         )
         if not decision.allowed:
             raise errors.denied(decision.message(ctx.principal.arn, PASS_ROLE, role_arn))
-        name = self._own_role(role_arn, ctx.account)
-        if name is None or not self.trusts(name, service_principal, source_arn=associated_resource_arn):
-            raise errors.cannot_assume(role_arn)
+        return self.assumable(role_arn, service_principal, associated_resource_arn, errors=errors)
+
+    def assumable(
+        self,
+        role_arn: str,
+        service_principal: str,
+        source_arn: str | None = None,
+        *,
+        errors: PassRoleErrors | None = None,
+    ) -> str:
+        """The role's name if it exists in this account and trusts ``service_principal``; otherwise the
+        service's "cannot assume" error. No PassRole here: this is the service itself assuming a role it
+        was given earlier (Lambda at each cold start), which AWS re-checks against the trust policy."""
+        name = self._own_role(role_arn, self.identities.account)
+        if name is None or not self.trusts(name, service_principal, source_arn=source_arn):
+            raise (errors or errors_for(service_principal)).cannot_assume(role_arn)
         return name
 
     def _own_role(self, role_arn: str, account: str) -> str | None:

@@ -12,17 +12,13 @@ import time
 
 from sqlalchemy import delete, func, select, update
 
-from kennel.cloud.iam.evaluate import principal_matches
-from kennel.cloud.iam.policy import Effect, PolicyKind
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
 from kennel.cloud.objectstore.store import ObjectNotReadable, object_arn
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as iam
 from kennel.cloud.services.lambda_ import model as m
 from kennel.cloud.services.lambda_ import tables as t
+from kennel.cloud.services.service_roles import LAMBDA
 from kennel.runtime.functions.environment import FunctionSpec
-
-_ROLE_MESSAGE = "The role defined for the function cannot be assumed by Lambda."
 
 
 class FunctionsMixin:
@@ -102,27 +98,12 @@ class FunctionsMixin:
             variables=cfg.get("Variables") or {},
         )
 
-    def _check_role(self, role_arn: str) -> str:
-        """The role's name, once sure Lambda may assume it (it exists and trusts lambda.amazonaws.com)."""
-        name = m.role_name(role_arn)
-        if name is None or role_arn.split(":")[4] != self.account:
-            raise m.user(_ROLE_MESSAGE)
-        with self.cloud.store.read() as conn:
-            row = conn.execute(select(iam.roles.c.trust_policy).where(iam.roles.c.name == name)).first()
-        if row is None:
-            raise m.user(_ROLE_MESSAGE)
-        trust = self.cloud.identities.parsed(
-            f"trust:{name}:{hash(row[0])}", f"trust:{name}", row[0], PolicyKind.TRUST
+    def _check_role(self, role_arn: str, name: str, ctx: Context) -> str:
+        """The role's name, once sure the caller may pass it to Lambda (iam:PassRole with the function as
+        iam:AssociatedResourceArn) and Lambda may assume it (it exists and trusts lambda.amazonaws.com)."""
+        return self.cloud.service_roles.require_passable(
+            ctx, role_arn, "lambda.amazonaws.com", self._arn(name), errors=LAMBDA
         )
-        trusted = any(
-            s.effect is Effect.ALLOW
-            and s.matches_action("sts:AssumeRole")
-            and principal_matches(s, "", service="lambda.amazonaws.com")
-            for s in trust.statements
-        )
-        if not trusted:
-            raise m.user(_ROLE_MESSAGE)
-        return name
 
     def _check_revision(self, params: dict, current: str) -> None:
         if params.get("RevisionId") and params["RevisionId"] != current:
@@ -195,7 +176,7 @@ class FunctionsMixin:
         if params.get("Layers"):
             raise m.user("Kennel does not support Lambda layers; include the dependencies in the package.")
         data = self._zip(params["Code"], ctx)
-        self._check_role(params["Role"])
+        self._check_role(params["Role"], name, ctx)
         sha, size = self.code.put(data)
         cfg = {
             "Runtime": params["Runtime"],
@@ -301,14 +282,14 @@ class FunctionsMixin:
     def update_function_configuration(self, params: dict, ctx: Context) -> dict:
         name, _ = self._name(params, qualifier_ok=False)
         m.check_limits(params.get("Timeout"), params.get("MemorySize"))
-        if "Role" in params:
-            self._check_role(params["Role"])
         if "Runtime" in params:
             m.check_runtime(params["Runtime"], None)
         with self.cloud.store.read() as conn:
             current = self._version_row(conn, name, m.LATEST)
         self._check_revision(params, current.revision)
         cfg = json.loads(current.config)
+        if "Role" in params and params["Role"] != cfg["Role"]:
+            self._check_role(params["Role"], name, ctx)  # passing a new role needs iam:PassRole again
         for key in ("Role", "Handler", "Description", "Timeout", "MemorySize", "Runtime"):
             if key in params:
                 cfg[key] = params[key]

@@ -21,6 +21,7 @@ from kennel.cloud.services.lambda_.functions import FunctionsMixin
 from kennel.cloud.services.lambda_.invoke import InvokeMixin
 from kennel.cloud.services.lambda_.journal import StoreJournal
 from kennel.cloud.services.lambda_.permissions import PermissionsMixin
+from kennel.cloud.services.service_roles import LAMBDA
 from kennel.runtime.functions.emitter import Emitter
 from kennel.runtime.functions.environment import FunctionSpec
 from kennel.runtime.functions.events import EventQueue
@@ -108,7 +109,9 @@ class LambdaProvider(FunctionsMixin, AliasesMixin, ConcurrencyMixin, Permissions
 
     def _credentials(self, spec: FunctionSpec) -> dict:
         """Temporary credentials of the execution role, session named after the function, as on AWS."""
-        role = self._check_role(spec.role_arn)
+        role = self.cloud.service_roles.assumable(
+            spec.role_arn, "lambda.amazonaws.com", spec.function_arn, errors=LAMBDA
+        )
         return self.cloud.sts.issue(role, spec.name, spec.function_arn, CREDENTIAL_LIFETIME_S)
 
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:

@@ -109,9 +109,15 @@ class ResourcesMixin:
                     f"{unsupported} is not supported by Kennel; give the model.tar.gz as ModelDataUrl."
                 )
         check_model_data(container.get("ModelDataUrl"))
+        arn = self.arn("model", name)
+        if params.get("ExecutionRoleArn"):
+            # iam:PassRole for the model, and the role must trust sagemaker.amazonaws.com (checked before
+            # the model data, which SageMaker reads as that role).
+            self.cloud.service_roles.require_passable(
+                ctx, params["ExecutionRoleArn"], "sagemaker.amazonaws.com", arn
+            )
         if (container.get("ModelDataUrl") or "").startswith("s3://"):
             self.check_s3_model_data(container["ModelDataUrl"], params.get("ExecutionRoleArn") or "", ctx)
-        arn = self.arn("model", name)
         spec = {k: v for k, v in params.items() if k != "Tags"}
         with self.cloud.store.write() as conn:
             if conn.execute(select(t.models.c.name).where(t.models.c.name == name)).first():
