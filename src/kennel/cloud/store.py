@@ -8,6 +8,7 @@ Columns typed ``Sealed`` (access-key secrets, session credentials, Lambda config
 encrypted with the key in ``<state>/secrets.key`` (see ``kennel.cloud.sealing``). Schema history:
 1 → 2 sealed those columns; opening a version-1 store seals its plaintext rows in place, then
 rewrites the file and empties the WAL so no plaintext copy stays on disk.
+2 → 3 added the session-policy columns of ``sts_sessions`` (see ``ADDED_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from sqlalchemy import (
 
 from kennel.cloud.sealing import KEY_FILE, SEALED_PREFIX, Sealed, Sealer, attach, load_or_create_key
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Columns added to tables that already existed, with the schema version that added them. create_all
+# makes missing tables whole but never alters an existing one, so an older store gets these by ALTER
+# TABLE (nullable, no default: rows written before mean "not set").
+ADDED_COLUMNS: tuple[tuple[int, str, str, str], ...] = (
+    (3, "sts_sessions", "session_policy", "TEXT"),
+    (3, "sts_sessions", "session_policy_arns", "TEXT"),
+)
 
 metadata = MetaData()
 
@@ -87,6 +96,7 @@ class Store:
                     "upgrade Kennel"
                 )
             elif int(row[0]) < SCHEMA_VERSION:
+                add_columns(conn, int(row[0]))
                 conn.execute(
                     meta_table.update()
                     .where(meta_table.c.key == "schema_version")
@@ -135,6 +145,17 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def add_columns(conn: Connection, from_version: int) -> None:
+    """ALTER TABLE for the ``ADDED_COLUMNS`` newer than ``from_version``; a column already there (a
+    table created whole by this version's create_all) is left alone."""
+    for version, table, column, sql_type in ADDED_COLUMNS:
+        if version <= from_version:
+            continue
+        present = {info[1] for info in conn.exec_driver_sql(f'PRAGMA table_info("{table}")')}
+        if present and column not in present:
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type}')
 
 
 def seal_plaintext(conn: Connection) -> int:

@@ -99,6 +99,10 @@ sessions = Table(
     Column("source_arn", String, nullable=False),
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    # Session policies passed to AssumeRole (schema 3): the inline document as submitted and a JSON list
+    # of managed policy ARNs. Both NULL: the session has the role's permissions, unrestricted.
+    Column("session_policy", Text, nullable=True),
+    Column("session_policy_arns", Text, nullable=True),
 )
 
 audit = Table(
