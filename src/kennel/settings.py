@@ -31,6 +31,9 @@ class Settings(BaseModel):
     s3_eager_start: bool = Field(
         True, description="start SeaweedFS with the gateway (False: on the first S3 request, as tests do)"
     )
+    training_stop_grace_s: float = Field(
+        120.0, ge=0, description="seconds between SIGTERM and the kill when a training job stops (AWS: 120)"
+    )
     lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
 
     @field_validator("state_dir")
@@ -59,6 +62,8 @@ class Settings(BaseModel):
             values["time_scale_s"] = float(env["KENNEL_TIME_SCALE"])
         if env.get("KENNEL_S3_EAGER"):
             values["s3_eager_start"] = env["KENNEL_S3_EAGER"].lower() not in ("0", "false", "no")
+        if env.get("KENNEL_TRAINING_STOP_GRACE_S"):
+            values["training_stop_grace_s"] = float(env["KENNEL_TRAINING_STOP_GRACE_S"])
         if env.get("KENNEL_REGION"):
             values["region"] = env["KENNEL_REGION"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from kennel.cloud.errors import ValidationException, error_class
+from kennel.cloud.services.paging import paginate
 
 ResourceLimitExceeded = error_class("ResourceLimitExceeded", 400)
 ResourceNotFound = error_class("ResourceNotFound", 400)
@@ -47,24 +47,6 @@ def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(dumps({"offset": offset}).encode()).decode()
-
-
-def decode_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ValidationException(
-            f"Invalid pagination token {token!r}: pass NextToken as returned."
-        ) from None
-    if not isinstance(offset, int) or offset < 0:
-        raise ValidationException(f"Invalid pagination token {token!r}: pass NextToken as returned.")
-    return offset
-
-
 def list_page(
     rows: list[dict[str, Any]],
     params: dict[str, Any],
@@ -95,11 +77,10 @@ def list_page(
             continue
         found.append(row)
     key = sort_keys[params.get("SortBy") or "CreationTime"]
-    found.sort(
-        key=lambda row: (key(row), row[name_key]),
-        reverse=params.get("SortOrder", "Descending") == "Descending",
+    return paginate(
+        found,
+        lambda row: (key(row), row[name_key]),
+        limit=int(params.get("MaxResults") or 10),
+        token=params.get("NextToken"),
+        descending=params.get("SortOrder", "Descending") == "Descending",
     )
-    start = decode_token(params.get("NextToken"))
-    size = int(params.get("MaxResults") or 10)
-    page = found[start : start + size]
-    return page, encode_token(start + size) if start + size < len(found) else None

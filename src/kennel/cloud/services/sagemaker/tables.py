@@ -44,3 +44,18 @@ endpoints = Table(
     Column("pending_config", String, nullable=True),
     Column("tags", Text, nullable=False, default="[]"),
 )
+
+training_jobs = Table(
+    "sagemaker_training_jobs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("arn", String, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("modified", Float, nullable=False),
+    Column("status", String, nullable=False),  # TrainingJobStatus
+    Column("secondary", String, nullable=False),  # SecondaryStatus
+    Column("spec", Text, nullable=False),  # CreateTrainingJob's input minus Tags
+    Column("state", Text, nullable=False, default="{}"),  # transitions, times, metrics, failure reason
+    Column("tuning_job_arn", String, nullable=True),
+    Column("tags", Text, nullable=False, default="[]"),
+)
