@@ -1,0 +1,351 @@
+"""``Sandbox``: the one way a process that runs user code is started.
+
+A confined spawn is one ``Popen`` of this chain, each step ``exec``-ing the next, so the Popen's PID
+stays the same process throughout and no helper lingers:
+
+    sh (joins the sandbox's cgroups) → nsenter --net (its network namespace) → prlimit (rlimits) → bwrap
+
+bwrap keeps running outside as the monitor; inside its PID namespace its own reaper is PID 1 and the
+user's command PID 2. Signals: bwrap forwards none, and SIGTERM would kill the monitor and so (through
+``--die-with-parent``) everything inside with SIGKILL, with no grace. :class:`SandboxProcess` therefore
+delivers ``terminate()`` to the user's main process itself, and ``kill()`` to PID 1 of the namespace
+first, which makes the kernel kill every process inside; bwrap then exits, so once the Popen is waited
+the whole sandbox is gone. A command killed by a signal shows as ``128 + signal`` (bwrap's convention);
+``SandboxProcess.exit_status`` turns that back into Popen's negative form.
+
+``--die-with-parent`` is relative to the *thread* that forked (PR_SET_PDEATHSIG), so spawns run on this
+object's own long-lived threads, never on a short-lived request or deployment thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kennel.runtime.sandbox.limits import Cgroups, Group
+from kennel.runtime.sandbox.network import RelayProcess, SandboxNetwork
+from kennel.runtime.sandbox.spec import (
+    Layout,
+    SandboxSpec,
+    base_environment,
+    bwrap_argv,
+    hosts_file,
+    limit_argv,
+)
+
+log = logging.getLogger("kennel.sandbox")
+
+GATEWAY_SOCKET = "gateway.sock"  # under the state directory; the gateway listens here too
+UNCONFINED_NOTE = "KENNEL_SANDBOX=off: user code runs unconfined (no sandbox)"
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here and ``KENNEL_SANDBOX=off`` was not chosen."""
+
+
+def gateway_socket(state_dir: Path) -> Path:
+    return Path(state_dir) / GATEWAY_SOCKET
+
+
+class SandboxProcess(subprocess.Popen):
+    """A Popen whose signals reach the sandbox as documented in the module docstring."""
+
+    confined = True
+    group: Group | None = None
+    label = ""
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is not None or not self.confined:
+            if self.returncode is None and sig == signal.SIGKILL:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)  # unconfined: its whole session
+            return super().send_signal(sig)
+        inits = _children(self.pid)
+        if sig == signal.SIGKILL:
+            # PID 1 of the namespace: the kernel kills all inside, and bwrap exits only after it has
+            # reaped PID 1, which the kernel lets happen only once every process inside is gone. Killing
+            # bwrap as well would end the wait before that.
+            for pid in inits:
+                _signal(pid, signal.SIGKILL)
+            if not inits:
+                _signal(self.pid, signal.SIGKILL)
+            return
+        mains = [pid for init in inits for pid in _children(init)]
+        for pid in mains or [self.pid]:  # not started yet: the monitor (which takes everything down)
+            _signal(pid, sig)
+
+    def main_pid(self) -> int | None:
+        """The user's main process as the host numbers it (None before it started or after it ended)."""
+        if not self.confined:
+            return self.pid if self.returncode is None else None
+        mains = [pid for init in _children(self.pid) for pid in _children(init)]
+        return mains[0] if mains else None
+
+    @property
+    def exit_status(self) -> int | None:
+        """``returncode`` with bwrap's ``128 + n`` for a command killed by signal n read back as ``-n``."""
+        code = self.returncode
+        if code is not None and self.confined and 128 < code < 128 + signal.NSIG:
+            return 128 - code
+        return code
+
+    def out_of_memory(self) -> bool:
+        return self.group is not None and self.group.out_of_memory()
+
+
+class Sandbox:
+    def __init__(self, *, gateway_port: int, state_dir: Path, enabled: bool = True) -> None:
+        self.gateway_port = gateway_port
+        self.state_dir = Path(state_dir)
+        self.enabled = enabled
+        self._closed = False
+        self._spawner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-spawn")
+        self._watch_lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watcher = threading.Thread(target=self._watch, name="sandbox-reaper", daemon=True)
+        self._watcher.start()
+        python_bin = str(Path(sys.executable).parent)
+        self._path = (python_bin,)
+        if not enabled:
+            log.warning(UNCONFINED_NOTE)
+            self.cgroups: Cgroups | None = None
+            self._relay: RelayProcess | None = None
+            return
+        bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
+        self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        # The interpreter, its libraries and Kennel's own code (user code runs Kennel's bootstraps);
+        # not the rest of sys.path, which starts with whatever directory the gateway was run from.
+        site = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+        python_dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, _kennel_root(), *site]
+        self.layout = Layout.detect(self.state_dir, [p for p in python_dirs if p], bwrap)
+        self.cgroups = Cgroups()
+        self._relay = RelayProcess(gateway_socket(self.state_dir), gateway_port)
+        log.info("user code runs sandboxed (bubblewrap; %s)", self.cgroups.describe())
+
+    @classmethod
+    def from_environment(
+        cls, *, gateway_port: int, state_dir: Path, env: Mapping[str, str] | None = None
+    ) -> Sandbox:
+        env = os.environ if env is None else env
+        mode = env.get("KENNEL_SANDBOX", "on").strip().lower()
+        if mode == "off":
+            return cls(gateway_port=gateway_port, state_dir=state_dir, enabled=False)
+        if mode not in ("", "on", "1", "true"):
+            raise SandboxUnavailable(f"KENNEL_SANDBOX={mode!r}: use 'on' (the default) or 'off'")
+        problem = probe()
+        if problem:
+            raise SandboxUnavailable(
+                f"user code cannot be sandboxed here: {problem}. Install bubblewrap "
+                "(`apt-get install bubblewrap`, or `make venv` as root) or, knowing that user code then "
+                "runs unconfined with the gateway's rights, set KENNEL_SANDBOX=off."
+            )
+        return cls(gateway_port=gateway_port, state_dir=state_dir)
+
+    @property
+    def confined(self) -> bool:
+        return self.enabled
+
+    @property
+    def note(self) -> str | None:
+        """A line for ``kennel status`` and log streams when code runs unconfined."""
+        return None if self.enabled else UNCONFINED_NOTE
+
+    def network(self, label: str) -> SandboxNetwork:
+        if self._relay is None:
+            return SandboxNetwork(_NoRelay(), 0, "", label)
+        return self._relay.new(label)
+
+    # --- spawning -------------------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        spec: SandboxSpec,
+        *,
+        stdin=subprocess.DEVNULL,
+        stdout=None,
+        stderr=None,
+        pass_fds: Sequence[int] = (),
+    ) -> SandboxProcess:
+        if self._closed:
+            raise RuntimeError("the sandbox is closed")
+        env = base_environment(spec.env, self._path)
+        if not self.enabled:
+            cwd = self._host_cwd(spec)
+            return self._on_spawner(
+                lambda: self._popen(list(spec.argv), env, cwd, stdin, stdout, stderr, pass_fds), spec, []
+            )
+        cleanups: list[Callable[[], None]] = []
+        try:
+            network = spec.network
+            if network is None:  # a private namespace, dropped when the process is gone
+                network = self.network(spec.label or "private")
+                cleanups.append(network.close)
+            assert self.cgroups is not None
+            group = self.cgroups.create(spec.limits)
+            if group is not None:
+                cleanups.append(group.remove)
+            fds = list(pass_fds)
+            hosts_fd = None
+            if spec.hosts:
+                hosts_fd = _data_fd(hosts_file(spec.hosts))
+                cleanups.insert(0, lambda: os.close(hosts_fd))  # type: ignore[arg-type]
+                fds.append(hosts_fd)
+            argv = []
+            if group is not None:
+                argv += ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *group.procs, "--"]
+            argv += [self._nsenter, f"--net={network.netns_path}"]
+            argv += limit_argv(
+                spec.limits,
+                memory_by_cgroup=group is not None and group.memory_dir is not None,
+                processes_by_cgroup=self.cgroups.pids,
+            )
+            argv += bwrap_argv(spec, self.layout, hosts_fd=hosts_fd)
+            proc = self._on_spawner(
+                lambda: self._popen(argv, env, "/", stdin, stdout, stderr, fds), spec, cleanups, group
+            )
+        except BaseException:
+            _run_all(cleanups)
+            raise
+        if hosts_fd is not None:
+            os.close(hosts_fd)
+            cleanups.pop(0)
+        return proc
+
+    def _popen(self, argv, env, cwd, stdin, stdout, stderr, pass_fds) -> SandboxProcess:
+        return SandboxProcess(
+            argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr,
+            pass_fds=tuple(pass_fds), start_new_session=True, close_fds=True,
+        )  # fmt: skip
+
+    def _on_spawner(self, start, spec: SandboxSpec, cleanups, group: Group | None = None) -> SandboxProcess:
+        proc = self._spawner.submit(start).result()
+        proc.confined, proc.group, proc.label = self.enabled, group, spec.label
+        if cleanups:
+            self._watch_exit(proc, cleanups)
+        return proc
+
+    def _host_cwd(self, spec: SandboxSpec) -> str:
+        """Unconfined, mounts are not made: a cwd inside a mount target is read at the mount's source."""
+        for mount in sorted(spec.mounts, key=lambda m: -len(m.target)):
+            if spec.cwd == mount.target or spec.cwd.startswith(mount.target.rstrip("/") + "/"):
+                return str(Path(mount.source) / os.path.relpath(spec.cwd, mount.target))
+        return spec.cwd
+
+    # --- cleaning up after processes -------------------------------------------------------------------
+
+    def _watch_exit(self, proc: SandboxProcess, cleanups: list[Callable[[], None]]) -> None:
+        pidfd = os.pidfd_open(proc.pid)  # the PID cannot be reused: nobody has waited for it yet
+        with self._watch_lock:
+            self._selector.register(pidfd, selectors.EVENT_READ, cleanups)
+        os.write(self._wake_w, b"x")
+
+    def _watch(self) -> None:
+        while True:
+            with self._watch_lock:
+                pass  # registrations happen between selects
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    if os.read(self._wake_r, 4096) == b"" or self._closed:
+                        return
+                    continue
+                with self._watch_lock:
+                    self._selector.unregister(key.fd)
+                os.close(key.fd)
+                _run_all(key.data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._wake_w, b"x")
+        self._watcher.join(timeout=2)
+        with self._watch_lock:
+            pending = [key for key in self._selector.get_map().values() if key.data is not None]
+        for key in pending:
+            os.close(key.fd)
+            _run_all(key.data)
+        self._spawner.shutdown(wait=False)
+        if self._relay is not None:
+            self._relay.close()
+        if self.cgroups is not None:
+            self.cgroups.close()
+
+
+class _NoRelay:
+    """Unconfined networks are the host's own; there is nothing to drop."""
+
+    def drop(self, ident: int) -> None:
+        pass
+
+
+def probe() -> str | None:
+    """Why bubblewrap cannot run a sandbox here (None: it can)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bwrap (bubblewrap) is not installed"
+    if os.geteuid() != 0:
+        return "Kennel's sandbox makes network namespaces and cgroups, which needs root; run as root"
+    for tool in ("nsenter", "prlimit"):
+        if shutil.which(tool) is None:
+            return f"{tool} (util-linux) is not installed"
+    try:
+        result = subprocess.run(
+            [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+             "--unshare-net", "--unshare-ipc", "--cap-drop", "ALL", "--", "/bin/true"],
+            capture_output=True, timeout=20, text=True,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap failed to run: {exc}"
+    if result.returncode != 0:
+        return f"bwrap failed: {result.stderr.strip() or f'exit status {result.returncode}'}"
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _data_fd(data: bytes) -> int:
+    """A pipe's read end holding ``data`` (bwrap copies it into a file inside)."""
+    read, write = os.pipe()
+    try:
+        os.write(write, data)  # small (an /etc/hosts): fits in the pipe's buffer
+    finally:
+        os.close(write)
+    return read
+
+
+def _run_all(cleanups: Sequence[Callable[[], None]]) -> None:
+    for cleanup in cleanups:
+        try:
+            cleanup()
+        except Exception:  # every cleanup gets its turn
+            log.exception("sandbox cleanup failed")
+
+
+def _kennel_root() -> str:
+    import kennel
+
+    return str(Path(kennel.__file__).resolve().parent.parent)
