@@ -22,6 +22,7 @@ from kennel.cloud.services.registry import PROVIDERS
 from kennel.cloud.services.service_roles import ServiceRoles
 from kennel.cloud.services.sts.provider import StsProvider
 from kennel.cloud.store import Store
+from kennel.runtime.sandbox import Sandbox
 from kennel.settings import Settings
 
 
@@ -44,6 +45,9 @@ class Cloud:
         # iam:PassRole + trust checks for every operation that hands a service a role
         self.service_roles = ServiceRoles(self.store, self.identities, self.authorizer)
         self.objects = ObjectStore(settings.state_dir / "objects")  # SeaweedFS starts on first use
+        # The one door for user code (functions, model servers, training jobs); refuses to exist where
+        # bubblewrap cannot run unless KENNEL_SANDBOX=off was chosen.
+        self.sandbox = Sandbox.from_environment(gateway_port=settings.port, state_dir=settings.state_dir)
         self.providers: dict[str, Provider] = {}
         for provider_class in PROVIDERS:
             provider = provider_class(self)
@@ -113,6 +117,7 @@ class Cloud:
                 provider.close()
             except Exception:  # one provider failing to stop must not keep the others running
                 logging.getLogger(__name__).exception("closing %s failed", provider.service)
+        self.sandbox.close()
         self.objects.close()
         self.audit.close()
         self.store.close()

@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from kennel.runtime.sandbox import gateway_socket
 from kennel.settings import Settings
 
 RUNTIME_FILE = "gateway.json"
@@ -101,17 +102,41 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_keep_alive=30,
     )
+    # Two listeners, one app: TCP for clients, and a Unix socket that sandboxed user code reaches
+    # through the sandbox's relay (a network namespace cannot see the host's loopback).
+    listeners = [_tcp_listener(settings.host, port), _unix_listener(gateway_socket(settings.state_dir))]
     # uvicorn handles SIGTERM/SIGINT while it runs, then re-raises the signal under the handler found
     # before it started: with the default one, SIGTERM (`kennel down`) would kill the process before
     # the cleanup below stops model servers and function environments and flushes logs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=listeners)
     finally:
         cloud.close()
+        for listener in listeners:
+            listener.close()
+        with contextlib.suppress(OSError):
+            gateway_socket(settings.state_dir).unlink()
         with contextlib.suppress(OSError):
             if json.loads(runtime.read_text()).get("pid") == os.getpid():
                 runtime.unlink()
+
+
+def _tcp_listener(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a gateway that did not stop cleanly
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o600)  # only the owner (the relay runs as the gateway's user)
+    return sock
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -20,6 +20,7 @@ object's own long-lived threads, never on a short-lived request or deployment th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import selectors
@@ -27,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +57,13 @@ class SandboxUnavailable(RuntimeError):
 
 
 def gateway_socket(state_dir: Path) -> Path:
-    return Path(state_dir) / GATEWAY_SOCKET
+    """Where the gateway listens for sandboxes: in the state directory, unless that path is too long
+    for a Unix socket (108 bytes), then in a private directory named after it."""
+    path = Path(state_dir) / GATEWAY_SOCKET
+    if len(str(path)) < 100:
+        return path
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}" / f"{digest}.sock"
 
 
 class SandboxProcess(subprocess.Popen):
