@@ -66,6 +66,7 @@ class Authorizer:
             policies.identity,
             resource_policies,
             permissions_boundary=policies.boundary,
+            session_policies=policies.session,
         )
         if record:
             self.audit.record(

@@ -6,9 +6,10 @@ Lookups happen on every request, so results are cached in memory and dropped whe
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -28,12 +29,17 @@ class Principal:
     user_id: str  # AIDA… for users, AROA…:session for role sessions
     account: str
     session_name: str | None = None
+    # The STS access key of a role session created with session policies (AssumeRole Policy/PolicyArns):
+    # they are stored with that session, so its permissions differ from the role's. None otherwise.
+    limited_session: str | None = None
 
 
 @dataclass(frozen=True)
 class PolicySet:
     identity: tuple[Policy, ...]
     boundary: Policy | None
+    # None: no session policies; otherwise the session may do only what one of them allows, too.
+    session: tuple[Policy, ...] | None = None
 
 
 def user_arn(account: str, name: str, path: str = "/") -> str:
@@ -95,6 +101,9 @@ class IdentityDirectory:
                     user_id=f"{row.role_id}:{row.session_name}",
                     account=self.account,
                     session_name=row.session_name,
+                    limited_session=access_key_id
+                    if row.session_policy is not None or row.session_policy_arns is not None
+                    else None,
                 )
                 expires = datetime.fromtimestamp(row.expires, UTC)
                 return SecretRecord(access_key_id, row.secret, row.session_token, expires, principal)
@@ -133,12 +142,58 @@ class IdentityDirectory:
         kind = "role" if principal.kind == "assumed-role" else "user"
         key = (kind, principal.name)
         cached = self._policies.get(key)
-        if cached is not None:
+        if cached is None:
+            cached = self.load_policies(kind, principal.name)
+            with self._lock:
+                self._policies[key] = cached
+        if principal.limited_session is None:
             return cached
-        found = self.load_policies(kind, principal.name)
-        with self._lock:
-            self._policies[key] = found
-        return found
+        session_key = ("session", principal.limited_session)
+        limited = self._policies.get(session_key)
+        if limited is None:
+            limited = replace(cached, session=self.session_policies(principal.limited_session))
+            with self._lock:
+                self._policies[session_key] = limited
+        return limited
+
+    def session_policies(self, access_key_id: str) -> tuple[Policy, ...]:
+        """The session policies stored with an STS session: the inline one, then the managed ones at
+        their current default version. A managed policy deleted since the session began contributes
+        nothing, so the session loses what it allowed (never gains: the set only limits)."""
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(t.sessions.c.session_policy, t.sessions.c.session_policy_arns).where(
+                    t.sessions.c.access_key_id == access_key_id
+                )
+            ).first()
+            if row is None:
+                return ()
+            arns = json.loads(row.session_policy_arns) if row.session_policy_arns else []
+            managed = (
+                conn.execute(
+                    select(
+                        t.policy_versions.c.policy_arn,
+                        t.policy_versions.c.version_id,
+                        t.policy_versions.c.document,
+                    )
+                    .join(t.policies, t.policies.c.arn == t.policy_versions.c.policy_arn)
+                    .where(
+                        t.policies.c.arn.in_(arns),
+                        t.policy_versions.c.version_id == t.policies.c.default_version,
+                    )
+                ).all()
+                if arns
+                else []
+            )
+        found: list[Policy] = []
+        if row.session_policy is not None:
+            found.append(
+                # keyed by the document itself (at most 2,048 characters): sessions given the same
+                # policy share one parse, and the cache grows with distinct policies, not sessions
+                self.parsed(f"session#{row.session_policy}", "session policy", row.session_policy)
+            )  # fmt: skip
+        found += [self.parsed(f"{arn}#{version}", arn, document) for arn, version, document in managed]
+        return tuple(found)
 
     def load_policies(self, kind: str, name: str) -> PolicySet:
         with self.store.read() as conn:

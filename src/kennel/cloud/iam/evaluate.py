@@ -1,10 +1,13 @@
 """The IAM authorisation decision: policies plus a request in, Allow / explicit Deny / implicit Deny out.
 
-Pure and storage-free: the caller gathers the principal's identity policies, the resource's policy and
-the principal's permissions boundary. The order follows the IAM user guide's policy evaluation logic
+Pure and storage-free: the caller gathers the principal's identity policies, the resource's policy,
+the principal's permissions boundary and, for a role session created with ``Policy``/``PolicyArns``, its
+session policies. The order follows the IAM user guide's policy evaluation logic
 (reference_policies_evaluation-logic): an explicit Deny anywhere wins; otherwise an Allow is required
 from an identity policy or, within one account, from a resource policy that names the principal; a
-cross-account request needs both; a permissions boundary must also allow.
+cross-account request needs both; a permissions boundary and the session policies must also allow,
+except where a same-account resource policy names the user or the role session itself
+(access_policies, "Session policies"; access_policies_boundaries).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class PolicyType(enum.Enum):
     IDENTITY = "identity-based policy"
     RESOURCE = "resource-based policy"
     PERMISSIONS_BOUNDARY = "permissions boundary"
+    SESSION = "session policy"
 
     @property
     def with_article(self) -> str:
@@ -263,8 +267,12 @@ def evaluate(
     resource_policies: Sequence[Policy] = (),
     *,
     permissions_boundary: Policy | None = None,
+    session_policies: Sequence[Policy] | None = None,
 ) -> Decision:
-    """Decide one request. See the module docstring for the order of the rules."""
+    """Decide one request. See the module docstring for the order of the rules.
+
+    ``session_policies`` None: not a session with session policies (nothing to intersect with); a
+    sequence, even an empty one, limits the session to what they allow (their union)."""
     ctx = RequestContext(request.principal_arn, request.context)
 
     denied, identity_allow, _ = _scan(identity_policies, PolicyType.IDENTITY, request, ctx)
@@ -278,6 +286,12 @@ def evaluate(
         denied, boundary_allow, _ = _scan(
             [permissions_boundary], PolicyType.PERMISSIONS_BOUNDARY, request, ctx
         )
+        if denied is not None:
+            return denied
+    session_allow: MatchedStatement | None = None
+    if session_policies is not None:
+        # An explicit Deny in a session policy wins like any other (evaluation logic, step 1).
+        denied, session_allow, _ = _scan(session_policies, PolicyType.SESSION, request, ctx)
         if denied is not None:
             return denied
 
@@ -300,10 +314,18 @@ def evaluate(
         if granted is None:
             return Decision(Outcome.IMPLICIT_DENY, None, PolicyType.IDENTITY)
 
-    if permissions_boundary is not None and boundary_allow is None:
-        # Within an account a resource policy that names the user or session itself is not limited by
-        # the boundary (IAM guide, access_policies_boundaries); anything else is.
-        if cross_account or resource_via is not _Via.EXACT or resource_allow is None:
-            return Decision(Outcome.IMPLICIT_DENY, None, PolicyType.PERMISSIONS_BOUNDARY)
-        granted = resource_allow
+    # Within an account a resource policy that names the user or the role session itself is limited
+    # neither by the boundary (access_policies_boundaries) nor by session policies: its permissions are
+    # added after the session policy applies (access_policies, "Session policies"). Naming the role's
+    # ARN instead adds them before, so the session policy (and boundary) limits them like the rest.
+    names_caller = not cross_account and resource_via is _Via.EXACT and resource_allow is not None
+    for limit, limit_allow, kind in (
+        (permissions_boundary, boundary_allow, PolicyType.PERMISSIONS_BOUNDARY),
+        (session_policies, session_allow, PolicyType.SESSION),
+    ):
+        if limit is not None and limit_allow is None:
+            if not names_caller:
+                return Decision(Outcome.IMPLICIT_DENY, None, kind)
+            assert resource_allow is not None
+            granted = resource_allow
     return Decision(Outcome.ALLOW, granted, granted.policy_type)

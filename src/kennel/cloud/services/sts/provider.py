@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from sqlalchemy import delete, select
@@ -9,10 +10,11 @@ from sqlalchemy import delete, select
 from kennel.cloud import ids
 from kennel.cloud.auth.identity import assumed_role_arn
 from kennel.cloud.errors import AccessDenied, error_class
-from kennel.cloud.iam.policy import PolicyKind, parse_policy
+from kennel.cloud.iam.policy import PolicyKind
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.common import when
+from kennel.cloud.services.sts.session_policy import check_session_policies
 
 ValidationError = error_class("ValidationError", 400)
 
@@ -60,22 +62,43 @@ class StsProvider(Provider):
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role "
                 f"({role.max_session_duration})."
             )
-        if params.get("Policy"):
-            parse_policy(
-                params["Policy"], kind=PolicyKind.IDENTITY
-            )  # validated; session policies not applied
-        credentials = self.issue(name, session, ctx.principal.arn, duration)
+        limits = check_session_policies(
+            params.get("Policy"),
+            params.get("PolicyArns"),
+            role_account=ctx.account,
+            policy_exists=self._policy_exists,
+        )
+        credentials = self.issue(
+            name, session, ctx.principal.arn, duration,
+            session_policy=limits.policy, session_policy_arns=limits.policy_arns,
+        )  # fmt: skip
         return {
             "Credentials": credentials,
             "AssumedRoleUser": {
                 "AssumedRoleId": f"{role.role_id}:{session}",
                 "Arn": assumed_role_arn(ctx.account, name, session),
             },
-            "PackedPolicySize": 0,
+            "PackedPolicySize": limits.packed_percent,
         }
 
-    def issue(self, role: str, session: str, source_arn: str, duration_s: int) -> dict:
-        """Temporary credentials for a role session (also used when Kennel itself runs code as a role)."""
+    def _policy_exists(self, arn: str) -> bool:
+        with self.cloud.store.read() as conn:
+            return conn.execute(select(t.policies.c.arn).where(t.policies.c.arn == arn)).first() is not None
+
+    def issue(
+        self,
+        role: str,
+        session: str,
+        source_arn: str,
+        duration_s: int,
+        *,
+        session_policy: str | None = None,
+        session_policy_arns: tuple[str, ...] | None = None,
+    ) -> dict:
+        """Temporary credentials for a role session (also used when Kennel itself runs code as a role).
+
+        Session policies are stored with the session; every request made with its keys is then limited
+        to what they allow as well (see ``IdentityDirectory.policies_for``)."""
         now = time.time()
         record = {
             "access_key_id": ids.access_key_id(temporary=True),
@@ -86,6 +109,10 @@ class StsProvider(Provider):
             "source_arn": source_arn,
             "created": now,
             "expires": now + duration_s,
+            "session_policy": session_policy,
+            "session_policy_arns": json.dumps(list(session_policy_arns))
+            if session_policy_arns is not None
+            else None,
         }
         with self.cloud.store.write() as conn:
             conn.execute(delete(t.sessions).where(t.sessions.c.expires < now - 86400))  # keep the table small
