@@ -18,17 +18,27 @@ from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.sagemaker.common import sagemaker_arn
 from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
 from kennel.cloud.services.sagemaker.resources import ResourcesMixin, read_model_data
+from kennel.cloud.services.sagemaker.tags import SageMakerTags
+from kennel.cloud.services.sagemaker.training import TrainingJobs
+from kennel.cloud.services.sagemaker.training_wiring import build_training
 from kennel.runtime.endpoints.artifacts import ModelDataError
 from kennel.runtime.endpoints.manager import EndpointManager
 from kennel.runtime.endpoints.metrics import NullMetricSink
 
 log = logging.getLogger(__name__)
 
-_KIND_OF = {"Model": "model", "EndpointConfig": "endpoint-config", "Endpoint": "endpoint"}
-_NAME_PARAM = {"model": "ModelName", "endpoint-config": "EndpointConfigName", "endpoint": "EndpointName"}
+_KIND_OF = {
+    "Model": "model", "EndpointConfig": "endpoint-config", "Endpoint": "endpoint",
+    "TrainingJob": "training-job",
+}  # fmt: skip
+_NAME_PARAM = {
+    "model": "ModelName", "endpoint-config": "EndpointConfigName", "endpoint": "EndpointName",
+    "training-job": "TrainingJobName",
+}  # fmt: skip
 _OPERATION = re.compile(
-    r"^(Create|Describe|Delete|Update)(Model|EndpointConfig|Endpoint)(WeightsAndCapacities)?$"
+    r"^(Create|Describe|Delete|Update|Stop)(Model|EndpointConfig|Endpoint|TrainingJob)(WeightsAndCapacities)?$"
 )
+_TAGGING = frozenset({"AddTags", "ListTags", "DeleteTags"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -70,6 +80,8 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         self._threads: list[threading.Thread] = []
         self._closing = False
         self.manager: EndpointManager | None = None  # type: ignore[assignment]
+        self.training: TrainingJobs | None = None
+        self.tags = SageMakerTags(cloud.store, self.arn)
         accept_local_model_data()
 
     def arn(self, kind: str, name: str) -> str:
@@ -77,6 +89,8 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         return sagemaker_arn(settings.region, settings.account_id, kind, name)
 
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
+        if operation in _TAGGING:
+            return params.get("ResourceArn") or "*"
         match = _OPERATION.match(operation)
         if match is None:
             return "*"
@@ -96,8 +110,33 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
             # Instance metrics have one-minute resolution on AWS; sample a few times per (scaled) minute.
             sample_interval_s=max(1.0, min(10.0, settings.time_scale_s / 6)),
             fetch_model_data=self.fetch_model_data,
+            sandbox=self.cloud.sandbox,
+            max_in_flight_per_instance=settings.endpoint_max_in_flight,
         )
         self.restore()
+        self.training = build_training(self.cloud, work / "jobs")
+
+    # --- training jobs and tags: composed objects, dispatched here -----------------------------------
+    def create_training_job(self, params: dict, ctx: Context) -> dict:
+        return self.training.create(params, ctx)
+
+    def describe_training_job(self, params: dict, ctx: Context) -> dict:
+        return self.training.describe(params, ctx)
+
+    def list_training_jobs(self, params: dict, ctx: Context) -> dict:
+        return self.training.list(params, ctx)
+
+    def stop_training_job(self, params: dict, ctx: Context) -> dict:
+        return self.training.stop(params, ctx)
+
+    def add_tags(self, params: dict, ctx: Context) -> dict:
+        return self.tags.add(params)
+
+    def list_tags(self, params: dict, ctx: Context) -> dict:
+        return self.tags.list(params)
+
+    def delete_tags(self, params: dict, ctx: Context) -> dict:
+        return self.tags.delete(params)
 
     def fetch_model_data(self, url: str) -> Path:
         """An s3:// model.tar.gz as a local file (downloaded once per object version)."""
@@ -126,6 +165,8 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
 
     def close(self) -> None:
         self._closing = True
+        if self.training is not None:
+            self.training.runner.close()
         if self.manager is not None:
             self.manager.close()
         for thread in list(self._threads):
