@@ -1,15 +1,18 @@
 """One execution environment: a child process running ``bootstrap``, driven over two pipes.
 
-The process lives in its own session (a timeout or ``close()`` kills its whole process group, user
-subprocesses included) with a private directory for ``TMPDIR``/``HOME`` and a log file that receives
-its stdout and stderr at the descriptor level, so C extensions and subprocesses are captured too.
-After each invocation the parent reads what was appended and truncates the file.
+The process is started through the :class:`~kennel.runtime.sandbox.Sandbox`: it sees the function's
+code directory (read-only), the Python installation, its own 512 MB ``/tmp`` (``TMPDIR``/``HOME``) and
+the gateway relayed at ``AWS_ENDPOINT_URL``, and nothing of the state directory, the gateway or other
+functions. A timeout or ``close()`` kills everything inside. Its stdout and stderr go to a log file at
+the descriptor level, so C extensions and subprocesses are captured too. After each invocation the
+parent reads what was appended and truncates the file.
 
-Memory: ``RLIMIT_AS`` would count virtual reservations (thread stacks, arenas, mapped wheels), so a
-Python function importing boto3 would fail far below its real footprint. Instead the thread waiting
-for the answer samples the child's resident set from ``/proc/<pid>/statm`` every 50 ms and kills the
-environment once it passes ``MemorySize`` (``Runtime.OutOfMemory``). A spike shorter than one sample
-can go unseen; Max Memory Used comes from the child's own ``ru_maxrss`` and does see it.
+Memory: ``MemorySize`` is the sandbox's memory limit (a cgroup: the kernel ends the environment when it
+goes over, ``Runtime.OutOfMemory``). Where no cgroup can be made (or unconfined, ``KENNEL_SANDBOX=off``),
+the thread waiting for the answer samples the main process's resident set every 50 ms and kills the
+environment once it passes ``MemorySize``; ``RLIMIT_AS`` would count the virtual reservations of thread
+stacks and arenas and fail a boto3 import far below its real footprint. Max Memory Used comes from the
+child's own ``ru_maxrss``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,8 +32,11 @@ from pathlib import Path
 import kennel
 from kennel.runtime.functions import reports
 from kennel.runtime.functions.ipc import Closed, Expired, FrameReader, write_frame
+from kennel.runtime.sandbox import Limits, Mount, Sandbox, SandboxProcess, SandboxSpec
 
 INIT_LIMIT_S = 10.0  # AWS caps the Init phase of on-demand environments at 10 s
+TMP_MB = 512  # Lambda's default ephemeral storage
+MAX_PROCESSES = 1024  # Lambda's limit on processes and threads
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _KENNEL_ROOT = str(Path(kennel.__file__).resolve().parent.parent)
 
@@ -100,10 +105,12 @@ class Environment:
         credentials: Mapping[str, str],
         root: Path,
         *,
+        sandbox: Sandbox,
         provisioned: bool = False,
         python: str = sys.executable,
     ) -> None:
         self.spec = spec
+        self.sandbox = sandbox
         self.provisioned = provisioned
         self.stream = reports.stream_name(spec.version)
         self.dir = Path(root) / uuid.uuid4().hex
@@ -121,19 +128,28 @@ class Environment:
         parent_read, child_write = os.pipe()
         child_read, parent_write = os.pipe()
         env = self._environ(credentials, child_read, child_write)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [python, "-s", "-u", "-m", "kennel.runtime.functions.bootstrap"],
-                env=env,
-                cwd=spec.code_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(child_read, child_write),
-                start_new_session=True,
-            )
-        os.close(child_read)
-        os.close(child_write)
+        code_dir = str(spec.code_dir)
+        sandboxed = SandboxSpec(
+            argv=[python, "-s", "-u", "-m", "kennel.runtime.functions.bootstrap"],
+            env=env,
+            cwd=code_dir,
+            mounts=[Mount(Path(code_dir), code_dir)],
+            limits=Limits(memory_mb=spec.memory_mb, max_processes=MAX_PROCESSES, tmp_mb=TMP_MB),
+            label=f"lambda {spec.name}:{spec.version}",
+        )
+        try:
+            with open(self.log_path, "ab") as log:
+                self.process: SandboxProcess = sandbox.spawn(
+                    sandboxed, stdout=log, stderr=subprocess.STDOUT, pass_fds=(child_read, child_write)
+                )
+        finally:
+            os.close(child_read)
+            os.close(child_write)
+        # The kernel enforces MemorySize through the sandbox's cgroup; otherwise _watch samples it.
+        self._sampled_memory = not (
+            sandbox.confined and sandbox.cgroups is not None and sandbox.cgroups.memory
+        )
+        self._main_pid: int | None = None
         self._log_fd = os.open(self.log_path, os.O_RDWR)
         self._write_fd = parent_write
         self._reader = FrameReader(parent_read)
@@ -142,11 +158,10 @@ class Environment:
     def _environ(self, credentials: Mapping[str, str], read_fd: int, write_fd: int) -> dict[str, str]:
         spec = self.spec
         env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "TZ": ":UTC",
-            "HOME": str(self.tmp),
-            "TMPDIR": str(self.tmp),
+            "HOME": "/tmp" if self.sandbox.confined else str(self.tmp),
+            "TMPDIR": "/tmp" if self.sandbox.confined else str(self.tmp),
             "PYTHONPATH": _KENNEL_ROOT,
             "LAMBDA_TASK_ROOT": str(spec.code_dir),
             "LAMBDA_RUNTIME_DIR": str(Path(__file__).parent),
@@ -198,6 +213,8 @@ class Environment:
         self.init_ms = (time.monotonic() - self._started) * 1000
         self.max_memory_mb = _mb(header.get("maxrss_kb", 0))
         self.init_output = self._take_output()
+        if self.sandbox.note:  # every log stream says so when code runs unconfined
+            self.init_output = f"{self.sandbox.note}\n{self.init_output}"
         if header.get("type") != "ready":
             self.kill()
             raise self._init_failed(header.get("error") or {}, "error")
@@ -212,8 +229,7 @@ class Environment:
         if self._dead:
             return
         self._dead = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.kill()  # the whole sandbox, processes the function started included
         with contextlib.suppress(OSError):
             os.close(self._write_fd)
         with contextlib.suppress(OSError):
@@ -232,21 +248,29 @@ class Environment:
 
     def _exit_code(self) -> int | None:
         try:
-            return self.process.wait(timeout=2)
+            self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return None
+        if self.process.out_of_memory():
+            self._oom = True
+        return self.process.exit_status
 
     def _watch(self) -> None:
-        """Called every 50 ms while the child works: the memory limit."""
+        """Called every 50 ms while the child works: the memory limit, where no cgroup enforces it."""
+        if not self._sampled_memory:
+            return
+        if self._main_pid is None:
+            self._main_pid = self.process.main_pid()
+            if self._main_pid is None:
+                return
         try:
-            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+            with open(f"/proc/{self._main_pid}/statm", "rb") as statm:
                 rss = int(statm.read().split()[1]) * _PAGE
         except (OSError, ValueError, IndexError):
             return
         if rss > self.spec.memory_mb * 1024 * 1024:
             self._oom = True
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
 
     def _take_output(self) -> str:
         """What the child appended since the last call; the file is emptied (the child appends with

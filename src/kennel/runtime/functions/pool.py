@@ -23,6 +23,7 @@ from kennel.runtime.functions import reports
 from kennel.runtime.functions.admission import AccountState, FunctionState, Pool, Reason, admit
 from kennel.runtime.functions.emitter import Emitter
 from kennel.runtime.functions.environment import Environment, FunctionSpec, InitFailed, Outcome
+from kennel.runtime.sandbox import Sandbox
 
 log = logging.getLogger("kennel.lambda.runtime")
 
@@ -72,6 +73,7 @@ class FunctionRuntime:
         credentials: Credentials,
         emitter: Emitter,
         *,
+        sandbox: Sandbox,
         account_limit: int = 1000,
         idle_timeout_s: float = 600.0,
         max_age_s: float = 4 * 3600.0,
@@ -87,6 +89,7 @@ class FunctionRuntime:
         self.max_age_s = max_age_s
         self.python = python
         self.environment = environment
+        self.sandbox = sandbox  # every environment starts through it
         self._lock = threading.Lock()
         self._reserved: dict[str, int] = {}
         self._on_demand: dict[str, int] = {}
@@ -218,7 +221,7 @@ class FunctionRuntime:
         started = time.time()
         credentials = self.credentials(spec)  # the caller's error (the role cannot be assumed) propagates
         try:
-            env = self.environment(spec, credentials, self.root, python=self.python)
+            env = self.environment(spec, credentials, self.root, sandbox=self.sandbox, python=self.python)
         except OSError as exc:  # no process at all (fork failed, out of descriptors): a platform error
             log.exception("could not start an environment for %s", spec.name)
             message = f"RequestId: {call.request_id} Error: {exc}"
@@ -348,7 +351,12 @@ class FunctionRuntime:
             started = time.time()
             try:
                 env = self.environment(
-                    pool.spec, self.credentials(pool.spec), self.root, provisioned=True, python=self.python
+                    pool.spec,
+                    self.credentials(pool.spec),
+                    self.root,
+                    sandbox=self.sandbox,
+                    provisioned=True,
+                    python=self.python,
                 )
                 env.wait_ready(None)
             except InitFailed as failed:

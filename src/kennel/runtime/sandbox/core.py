@@ -84,6 +84,12 @@ class SandboxProcess(subprocess.Popen):
             # PID 1 of the namespace: the kernel kills all inside, and bwrap exits only after it has
             # reaped PID 1, which the kernel lets happen only once every process inside is gone. Killing
             # bwrap as well would end the wait before that.
+            if inits and not any(_running(child) for pid in inits for child in _children(pid)):
+                # The command has ended and bwrap's PID 1 is passing its status on: let it, so that
+                # an exit status is not turned into "killed".
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.wait(timeout=0.5)
+                    return
             for pid in inits:
                 _signal(pid, signal.SIGKILL)
             if not inits:
@@ -328,6 +334,17 @@ def _children(pid: int) -> list[int]:
             return [int(x) for x in fh.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is alive and not on its way out (a zombie, or PF_EXITING: its files, pipes
+    included, may already be closed while it is still listed)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] not in ("Z", "X") and not int(fields[6]) & 0x4
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -31,6 +31,7 @@ class Group:
     dirs: list[Path]
     memory_dir: Path | None
     v2: bool
+    removed_oom: bool | None = None  # what out_of_memory() said just before the group was removed
 
     @property
     def procs(self) -> list[str]:
@@ -38,6 +39,8 @@ class Group:
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed something here for exceeding the memory limit."""
+        if self.removed_oom is not None:
+            return self.removed_oom
         if self.memory_dir is None:
             return False
         name = "memory.events" if self.v2 else "memory.oom_control"
@@ -53,6 +56,7 @@ class Group:
         return False
 
     def remove(self) -> None:
+        self.removed_oom = self.out_of_memory()  # the owner may ask after the process was reaped
         # The last processes may still be leaving the group a moment after their parent was reaped.
         for directory in self.dirs:
             for _ in range(50):

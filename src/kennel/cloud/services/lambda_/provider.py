@@ -90,6 +90,7 @@ class LambdaProvider(FunctionsMixin, AliasesMixin, ConcurrencyMixin, Permissions
             scratch,
             self._credentials,
             self.emitter,
+            sandbox=self.cloud.sandbox,
             account_limit=settings.lambda_concurrency_limit,
             idle_timeout_s=IDLE_MINUTES * settings.time_scale_s,
         )
