@@ -27,7 +27,26 @@ class Settings(BaseModel):
         60.0, gt=0, description="seconds in one simulated minute (metric periods, alarm windows, cooldowns)"
     )
     max_instances: int = Field(8, ge=1, description="model-server instances this machine may host at once")
-    gateway_threads: int = Field(256, ge=4, description="worker threads for requests that wait on compute")
+    gateway_threads: int = Field(
+        64, ge=4, description="control-plane worker threads (every call that is not data-plane work)"
+    )
+    # Data-plane work (InvokeEndpoint, Lambda Invoke, S3 bodies) waits on models, functions and the object
+    # store; each kind has its own threads and a bounded queue, so it can never take the control plane's.
+    data_plane_threads: int = Field(128, ge=1, description="worker threads per data-plane kind")
+    data_plane_queue: int = Field(
+        256, ge=0, description="requests per data-plane kind that may wait for a thread; past that, throttled"
+    )
+    endpoint_max_in_flight: int = Field(
+        32, ge=1, description="InvokeEndpoint requests one instance may hold (running + queued); then 503"
+    )
+    header_timeout_s: float = Field(20.0, gt=0, description="a request's headers must arrive within this")
+    body_timeout_s: float = Field(
+        20.0, gt=0, description="longest silence while a body is read or an answer written (RequestTimeout)"
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle connection is closed after this")
+    max_connections_per_client: int = Field(
+        512, ge=1, description="open connections one client address may hold; past that, refused with a 503"
+    )
     s3_eager_start: bool = Field(
         True, description="start SeaweedFS with the gateway (False: on the first S3 request, as tests do)"
     )
@@ -66,5 +85,20 @@ class Settings(BaseModel):
             values["training_stop_grace_s"] = float(env["KENNEL_TRAINING_STOP_GRACE_S"])
         if env.get("KENNEL_REGION"):
             values["region"] = env["KENNEL_REGION"]
+        for name, field in _ENV_LIMITS.items():  # front-door limits, shortened by tests
+            if env.get(name):
+                values[field] = env[name]  # pydantic converts and validates
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+_ENV_LIMITS = {
+    "KENNEL_GATEWAY_THREADS": "gateway_threads",
+    "KENNEL_DATA_PLANE_THREADS": "data_plane_threads",
+    "KENNEL_DATA_PLANE_QUEUE": "data_plane_queue",
+    "KENNEL_ENDPOINT_MAX_IN_FLIGHT": "endpoint_max_in_flight",
+    "KENNEL_HEADER_TIMEOUT": "header_timeout_s",
+    "KENNEL_BODY_TIMEOUT": "body_timeout_s",
+    "KENNEL_KEEP_ALIVE_TIMEOUT": "keep_alive_timeout_s",
+    "KENNEL_MAX_CONNECTIONS_PER_CLIENT": "max_connections_per_client",
+}

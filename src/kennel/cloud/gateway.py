@@ -14,9 +14,7 @@ import logging
 import re
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from kennel.cloud import ids
 from kennel.cloud.auth.sigv2 import is_sigv2
@@ -30,9 +28,11 @@ from kennel.cloud.errors import (
     NotImplementedOperation,
     RequestEntityTooLarge,
     SerializationException,
+    ServiceUnavailable,
     error_class,
 )
-from kennel.cloud.objectstore.proxy import S3Proxy
+from kennel.cloud.objectstore.proxy import REQUEST_TIMEOUT_MESSAGE, S3Proxy, send_slow_down
+from kennel.cloud.planes import ENDPOINTS, FUNCTIONS, OBJECTS, Planes, plane_for
 from kennel.cloud.protocol import (
     HttpRequest,
     HttpResponse,
@@ -52,6 +52,8 @@ HEALTH_PATH = "/_kennel/health"
 _SCOPE_SERVICE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
 _BUCKET_SEGMENT = re.compile(r"(?!\d{4}-\d{2}-\d{2}$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _OTHER_REST_ROOTS = frozenset({"endpoints", "service", "_kennel"})  # sagemaker-runtime, CBOR, health
+# S3's error for a connection that went quiet; it answers a stalled body for every service.
+RequestTimeout = error_class("RequestTimeout", 400)
 _QUERY_SCOPE_SERVICE = re.compile(r"X-Amz-Credential=[^&]*?%2F\d{8}%2F[^&%]+%2F([^&%]+)%2Faws4_request", re.I)
 
 
@@ -88,6 +90,10 @@ class Gateway:
         self.max_skew = timedelta(seconds=cloud.settings.max_clock_skew_s)
         preload(list(cloud.providers))  # models and routing tables now, not on the first request
         self.s3 = S3Proxy(cloud, clock=clock)
+        # Data-plane work gets its own threads and a bounded queue each (see planes.py).
+        self.planes = Planes(cloud.settings)
+        self.s3.executor = self.planes[OBJECTS].executor
+        self.body_timeout_s = cloud.settings.body_timeout_s
 
     # ----- ASGI -------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -101,38 +107,73 @@ class Gateway:
             return
         request_id = ids.request_id()
         if _is_s3(scope):
-            await self.s3.handle(scope, receive, send, request_id)
+            objects = self.planes[OBJECTS]
+            if not objects.try_enter():  # refused before the body is read: shedding load costs little
+                await send_slow_down(send, scope["method"], request_id)
+                return
+            try:
+                await self.s3.handle(scope, receive, send, request_id)
+            finally:
+                objects.leave()
+            return
+        path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0] or "/"
+        plane = self.planes[plane_for(scope["method"], path)]
+        if not plane.try_enter():
+            await _send(send, self._throttled(plane.name, request_id))
             return
         try:
-            body = await self._read_body(scope, receive)
-        except AwsError as err:
-            await _send(send, self._error_response(None, None, err, request_id))
-            return
-        request = HttpRequest(
-            method=scope["method"],
-            path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0] or "/",
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-            body=body,
-        )
-        source_ip = (scope.get("client") or ("127.0.0.1", 0))[0]
-        loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(None, partial(self.handle, request, request_id, source_ip))
+            try:
+                body = await self._read_body(scope, receive)
+            except _ClientGone:
+                return  # nobody to answer; a truncated body must not run as if it were whole
+            except AwsError as err:
+                response = self._error_response(None, None, err, request_id)
+                if isinstance(err, RequestTimeout):
+                    response.headers["connection"] = "close"
+                await _send(send, response)
+                return
+            request = HttpRequest(
+                method=scope["method"],
+                path=path,
+                query_string=scope.get("query_string", b"").decode("latin-1"),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                body=body,
+            )
+            source_ip = (scope.get("client") or ("127.0.0.1", 0))[0]
+            response = await plane.call(self.handle, request, request_id, source_ip)
+        finally:
+            plane.leave()
         await _send(send, response)
+
+    def _throttled(self, plane: str, request_id: str) -> HttpResponse:
+        """The service's own answer for "too busy", when a data-plane kind has no room left."""
+        limit = self.planes[plane].limit
+        if plane == ENDPOINTS:
+            # InvokeEndpoint's model lists ServiceUnavailable (503, "try your call again"); SDKs retry it.
+            err: AwsError = ServiceUnavailable(
+                f"Kennel is already serving {limit} InvokeEndpoint requests; retry with backoff."
+            )
+            return self._error_response("sagemaker-runtime", "InvokeEndpoint", err, request_id, "rest-json")
+        if plane == FUNCTIONS:
+            err = error_class("TooManyRequestsException", 429)(
+                f"Rate exceeded: Kennel is already running {limit} synchronous invocations.",
+                Reason="ConcurrentInvocationLimitExceeded",
+                Type="User",
+            )
+            return self._error_response("lambda", "Invoke", err, request_id, "rest-json")
+        raise AssertionError(f"the {plane} plane has no limit")
 
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # Requests block a worker thread while a model or a function runs, and a function may call
-                # back into the gateway (Lambda → InvokeEndpoint): a small default pool would deadlock.
-                workers = self.cloud.settings.gateway_threads
-                asyncio.get_running_loop().set_default_executor(
-                    ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kennel")
-                )
+                # Control-plane calls run on the default executor; models and functions wait on their own
+                # planes' threads, so a function calling back (Lambda → InvokeEndpoint) cannot deadlock it.
+                asyncio.get_running_loop().set_default_executor(self.planes.control.executor)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.s3.aclose()
+                self.planes.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -144,22 +185,34 @@ class Gateway:
                     f"Request body of {int(value)} bytes exceeds the limit of {limit} bytes."
                 )
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise RequestEntityTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        idle_s = self.body_timeout_s
+        loop = asyncio.get_running_loop()
+        try:
+            # One timer for the whole body, pushed back after every chunk: an idle timeout, not a total.
+            async with asyncio.timeout(idle_s) as quiet:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestEntityTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                    quiet.reschedule(loop.time() + idle_s)
+        except TimeoutError:
+            raise RequestTimeout(REQUEST_TIMEOUT_MESSAGE) from None
         return b"".join(chunks)
 
     def _health(self) -> bytes:
-        return json.dumps({"status": "ok", "region": self.cloud.settings.region,
-                           "services": sorted(self.cloud.providers)}).encode()  # fmt: skip
+        """Liveness plus saturation: per plane, its threads, the work on them, what waits, refusals."""
+        saturated = self.planes.saturated()
+        return json.dumps({
+            "status": "saturated" if saturated else "ok", "region": self.cloud.settings.region,
+            "services": sorted(self.cloud.providers), "saturated": saturated, "planes": self.planes.stats(),
+        }).encode()  # fmt: skip
 
     # ----- the pipeline -----------------------------------------------------------------------------
     def handle(self, request: HttpRequest, request_id: str, source_ip: str = "127.0.0.1") -> HttpResponse:
@@ -261,6 +314,10 @@ def input_fault(exc: BaseException) -> AwsError | None:
     if isinstance(exc, OverflowError) or (isinstance(exc, ValueError) and "digits" in str(exc)):
         return SerializationException("The request contains a number too large to process.")
     return None
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 def _auth_protocol(protocol: str) -> str:

@@ -79,6 +79,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from kennel.cloud.cloudstate import Cloud
+    from kennel.cloud.frontdoor import guarded_protocol
     from kennel.cloud.gateway import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,7 +101,9 @@ def serve(settings: Settings) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=30,
+        # Idle, header and write deadlines and the per-address connection cap (see cloud/frontdoor.py).
+        http=guarded_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # a float works
     )
     # Two listeners, one app: TCP for clients, and a Unix socket that sandboxed user code reaches
     # through the sandbox's relay (a network namespace cannot see the host's loopback).

@@ -14,6 +14,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,11 @@ from kennel.cloud.objectstore.operations import S3Call, S3RequestError, bucket_f
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
 
 log = logging.getLogger("kennel.s3")
+
+REQUEST_TIMEOUT_MESSAGE = (
+    "Your socket connection to the server was not read from or written to within the timeout period. "
+    "Idle connections will be closed."
+)
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -124,11 +130,11 @@ class _Spool:
     def small_body(self) -> bytes | None:
         return bytes(self._memory) if self._file is None else None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, executor: Executor | None = None) -> AsyncIterator[bytes]:
         assert self._file is not None
         loop = asyncio.get_running_loop()
         self._file.seek(0)
-        while chunk := await loop.run_in_executor(None, self._file.read, _CHUNK):
+        while chunk := await loop.run_in_executor(executor, self._file.read, _CHUNK):
             yield chunk
 
     def close(self) -> None:
@@ -170,6 +176,10 @@ class S3Proxy:
         self.max_object_bytes = cloud.settings.max_object_bytes
         self.spool_dir = cloud.settings.state_dir / "objects" / "spool"
         self._session: aiohttp.ClientSession | None = None
+        # Blocking work (SigV4, IAM, de-chunking, spool reads) runs on the S3 data plane's threads,
+        # set by the gateway; None (the loop's default executor) when the proxy is used on its own.
+        self.executor: Executor | None = None
+        self.body_timeout_s = cloud.settings.body_timeout_s
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the event loop that uses it
@@ -202,11 +212,15 @@ class S3Proxy:
             try:
                 await self._read_body(receive, headers, spool)
                 loop = asyncio.get_running_loop()
-                call, verified, endpoint = await loop.run_in_executor(None, self._admit, request, spool)
+                admitted = await loop.run_in_executor(self.executor, self._admit, request, spool)
+                call, verified, endpoint = admitted
                 if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
-                    body = await loop.run_in_executor(None, self._dechunk, request, verified, spool)
+                    body = await loop.run_in_executor(self.executor, self._dechunk, request, verified, spool)
+            except _ClientGone:
+                return  # a body cut short must never be stored as if it were whole
             except S3RequestError as err:
-                await _send_error(send, method, err.status, err.code, err.message, request_id)
+                close = err.code == "RequestTimeout"  # the rest of the body may still come: hang up
+                await _send_error(send, method, err.status, err.code, err.message, request_id, close=close)
                 return
             except AuthError as err:
                 await _send_error(send, method, err.status, err.code, err.message, request_id)
@@ -236,21 +250,29 @@ class S3Proxy:
                 f"Your proposed upload of {declared} bytes exceeds the maximum allowed object size "
                 f"of {self.max_object_bytes} bytes.",
             )  # fmt: skip
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            if chunk:
-                spool.write(chunk)
-                if spool.size > self.max_object_bytes:
-                    raise S3RequestError(
-                        "EntityTooLarge", 400,
-                        f"Your proposed upload exceeds the maximum allowed object size of "
-                        f"{self.max_object_bytes} bytes.",
-                    )  # fmt: skip
-            if not message.get("more_body", False):
-                break
+        idle_s = self.body_timeout_s
+        loop = asyncio.get_running_loop()
+        try:
+            # One timer, pushed back after every chunk: S3's RequestTimeout is about silence, not length.
+            async with asyncio.timeout(idle_s) as quiet:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        spool.write(chunk)
+                        if spool.size > self.max_object_bytes:
+                            raise S3RequestError(
+                                "EntityTooLarge", 400,
+                                f"Your proposed upload exceeds the maximum allowed object size of "
+                                f"{self.max_object_bytes} bytes.",
+                            )  # fmt: skip
+                    if not message.get("more_body", False):
+                        break
+                    quiet.reschedule(loop.time() + idle_s)
+        except TimeoutError:
+            raise S3RequestError("RequestTimeout", 400, REQUEST_TIMEOUT_MESSAGE) from None
 
     def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest, str]:
         """SigV4, then classification, then every IAM check the operation needs, then the store's
@@ -355,7 +377,7 @@ class S3Proxy:
             unsigned
         )
         small = body.small_body()
-        content = small if small is not None else body.chunks()
+        content = small if small is not None else body.chunks(self.executor)
         try:
             # encoded=True: the path and query go out byte for byte as signed (yarl would re-quote them).
             response = await self._http().request(
@@ -394,12 +416,25 @@ class _Incoming:
     source_ip: str
 
 
-async def _send_error(send, method: str, status: int, code: str, message: str, request_id: str) -> None:
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+async def send_slow_down(send, method: str, request_id: str) -> None:
+    """S3's answer when the gateway admits no more S3 requests for now (SDKs back off and retry)."""
+    await _send_error(send, method, 503, "SlowDown", "Please reduce your request rate.", request_id)
+
+
+async def _send_error(
+    send, method: str, status: int, code: str, message: str, request_id: str, *, close: bool = False
+) -> None:
     body = b"" if method == "HEAD" else error_body(code, message, request_id)
     headers = [
         (b"content-type", b"application/xml"),
         (b"content-length", str(len(body)).encode()),
         (b"x-amz-request-id", request_id.encode()),
     ]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -88,8 +88,10 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         sample_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         fetch_model_data: Fetcher | None = None,
+        max_in_flight_per_instance: int | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
+        self.max_in_flight_per_instance = max_in_flight_per_instance
         self.fetch_model_data = fetch_model_data
         self.max_instances = max_instances
         self.metric_sink: MetricSink = metric_sink or NullMetricSink()
@@ -122,8 +124,9 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             if name in self.endpoints:
                 return self.endpoints[name]
             router = Router(
-                name, Fleet(config_name=""), self.metrics, timeout_s=self.timeout_s, clock=self.clock
-            )
+                name, Fleet(config_name=""), self.metrics, timeout_s=self.timeout_s, clock=self.clock,
+                max_in_flight=self.max_in_flight_per_instance,
+            )  # fmt: skip
             endpoint = self.endpoints[name] = Endpoint(name, router)
             return endpoint
 

@@ -152,6 +152,10 @@ class InvocationTimedOut(RoutingError):
     pass
 
 
+class EndpointBusy(RoutingError):
+    """Every routable instance of the chosen variant already holds its share of requests."""
+
+
 class Router:
     def __init__(
         self,
@@ -163,8 +167,12 @@ class Router:
         replacement_wait_s: float = 30.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        max_in_flight: int | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # Requests one instance may hold, running or queued in its model server; past that the request is
+        # refused at once: queueing without bound would hold a gateway thread per waiting caller.
+        self.max_in_flight = max_in_flight
         self.fleet = fleet  # swapped whole by a blue/green update; requests read it once
         self.metrics = metrics
         self.timeout_s = timeout_s
@@ -197,6 +205,14 @@ class Router:
                 if chosen is not None:
                     instance = pick_instance(chosen.instances, self.rng)
                     if instance is not None:
+                        if self.max_in_flight is not None and instance.outstanding >= self.max_in_flight:
+                            # The least loaded instance is full, so all of this variant's are.
+                            raise EndpointBusy(
+                                f"Endpoint {self.endpoint} is at capacity: each instance of variant "
+                                f'"{chosen.name}" already has {self.max_in_flight} requests in flight or '
+                                "queued. Retry with backoff, or add instances.",
+                                variant=chosen.name,
+                            )
                         instance.outstanding += 1  # type: ignore[attr-defined]
                         return chosen, instance  # type: ignore[return-value]
                 remaining = deadline - time.monotonic()

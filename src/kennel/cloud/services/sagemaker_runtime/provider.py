@@ -5,7 +5,7 @@ endpoint's ARN; this provider finds the endpoint's router (in memory), hands it 
 turns the outcome into SageMaker's answers: the model's body and content type with
 ``x-Amzn-Invoked-Production-Variant``, or ``ModelError`` (424) carrying the model's own status and
 message, ``ValidationError`` for unknown endpoints and variants, ``ServiceUnavailable`` while no
-instance can take the request.
+instance can take the request or every instance already holds its share (``endpoint_max_in_flight``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from kennel.cloud.services.sagemaker.common import sagemaker_arn
 from kennel.runtime.endpoints.contract import MAX_BODY_BYTES
 from kennel.runtime.endpoints.metrics import log_group
 from kennel.runtime.endpoints.router import (
+    EndpointBusy,
     InvocationRequest,
     InvocationTimedOut,
     ModelFailure,
@@ -75,7 +76,9 @@ class SageMakerRuntimeProvider(Provider):
     def _error(self, endpoint: str, ctx: Context, exc: RoutingError):
         if isinstance(exc, UnknownVariant):
             return ValidationError(exc.message)
-        if isinstance(exc, NoHealthyInstance):
+        if isinstance(exc, NoHealthyInstance | EndpointBusy):
+            # Kennel's own refusal, not the container's answer: InvokeEndpoint's model lists
+            # ServiceUnavailable (503, "try your call again") for it, and SDKs retry a 503 with backoff.
             return ServiceUnavailable(exc.message)
         group = log_group(endpoint)
         where = f"See the log group {group}"
