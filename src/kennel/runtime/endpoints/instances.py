@@ -1,21 +1,27 @@
-"""One model-server instance as the gateway sees it: a child process, its log, its keep-alive connections.
+"""One model-server instance as the gateway sees it: a sandboxed process, its log, its keep-alive connections.
 
-The process is started with ``start_new_session`` (a Ctrl-C in the gateway's terminal must not hit
-it first) and told the gateway's PID so it exits if the gateway dies. Its stdout and stderr are one
-pipe, read line by line into a buffer that the fleet flushes to CloudWatch Logs; the last lines are
-kept to explain a failed start. Requests reuse HTTP/1.1 connections: a fresh TCP connection per
-request would cost more than the rest of the routing together.
+The process starts through the :class:`~kennel.runtime.sandbox.Sandbox` (its own session, PID and
+network namespace; the model directory read-only; the gateway relayed in; it dies with the gateway).
+It listens on a path-based Unix socket in a directory of its own that is bound into its sandbox: the
+gateway cannot reach a port inside a private network namespace, and nothing but the gateway (root,
+through a 0700 directory) can reach the socket, so ``/invocations`` is no unauthenticated side door on
+loopback. Its stdout and stderr are one pipe, read line by line into a buffer that the fleet flushes
+to CloudWatch Logs; the last lines are kept to explain a failed start. Requests reuse HTTP/1.1
+connections: a fresh connection per request would cost more than the rest of the routing together.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -25,9 +31,29 @@ from pathlib import Path
 
 from kennel.runtime.endpoints.contract import SERVER_MODULE
 from kennel.runtime.endpoints.profiles import ResourceProfile
+from kennel.runtime.sandbox import Limits, Mount, Sandbox, SandboxProcess, SandboxSpec
 
 _LOG_BUFFER_LINES = 10_000
-_SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_TMP_MB = 2048  # the instance's private /tmp
+_SOCKET = "model.sock"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a path-based Unix socket (keep-alive works as over TCP)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class InstanceFailed(Exception):
@@ -75,8 +101,13 @@ class Instance:
         gpu_index: int | None = None,
         timeout_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        sandbox: Sandbox,
+        socket_root: Path,
     ) -> None:
         self.id = new_instance_id()
+        self.sandbox = sandbox
+        self.socket_dir = _socket_dir(Path(socket_root), self.id)
+        self.socket_path = str(self.socket_dir / _SOCKET)
         self.variant = variant
         self.stream = f"{variant}/{self.id}"  # AWS names endpoint log streams <variant>/<instance id>
         self.model_dir = Path(model_dir)
@@ -85,8 +116,8 @@ class Instance:
         self.gpu_index = gpu_index
         self.timeout_s = timeout_s
         self.clock = clock
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: SandboxProcess | None = None
+        self._main_pid: int | None = None
         self.healthy = False
         self.retired = False  # taken out of routing (draining or replaced)
         self.outstanding = 0  # requests in flight; the router's lock guards it
@@ -102,38 +133,45 @@ class Instance:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-        env.update(self.profile.child_environment(self.gpu_index))
+        """Added to the sandbox's allow-listed base: nothing of the gateway's own environment."""
+        env = self.profile.child_environment(self.gpu_index)
         env.update(self.environment)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = _KENNEL_ROOT
         return env
 
     def start(self) -> None:
-        self.port = free_port()
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        model_dir = str(self.model_dir)
         cmd = [
             sys.executable,
             "-m",
             SERVER_MODULE,
             "--model-dir",
-            str(self.model_dir),
-            "--port",
-            str(self.port),
+            model_dir,
+            "--socket",
+            self.socket_path,
             "--threads",
             str(self.profile.threads),
             "--timeout-s",
             str(self.timeout_s),
-            "--parent-pid",
-            str(os.getpid()),
         ]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        if not self.sandbox.confined:  # inside, the sandbox ends with the gateway by itself
+            cmd += ["--parent-pid", str(os.getpid())]
+        spec = SandboxSpec(
+            argv=cmd,
             env=self.child_env(),
-            cwd=str(self.model_dir),
-            start_new_session=True,
+            cwd=model_dir,
+            mounts=[
+                Mount(self.model_dir, model_dir),
+                Mount(self.socket_dir, str(self.socket_dir), writable=True),
+            ],
+            limits=Limits(tmp_mb=_TMP_MB),
+            label=f"model server {self.stream}",
         )
+        self.proc = self.sandbox.spawn(spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if self.sandbox.note:  # the instance's log stream says so when code runs unconfined
+            self.note(self.sandbox.note)
         self._pump = threading.Thread(target=self._read_output, name=f"log-{self.id}", daemon=True)
         self._pump.start()
 
@@ -159,7 +197,9 @@ class Instance:
             time.sleep(0.1)
 
     def exit_code(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return self.proc.exit_status
 
     def wait_exit(self, timeout_s: float) -> int | None:
         """The exit code if the process ends within ``timeout_s`` (a dropped connection often comes
@@ -167,9 +207,10 @@ class Instance:
         if self.proc is None:
             return None
         try:
-            return self.proc.wait(timeout=timeout_s)
+            self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return None
+        return self.proc.exit_status
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -189,6 +230,8 @@ class Instance:
             proc.wait(timeout=5)
         except ProcessLookupError:
             pass
+        finally:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def failure_reason(self, code: int | None) -> str:
         lines = [line for line in self._tail if line.strip()]
@@ -228,7 +271,7 @@ class Instance:
     # --- health and resources ------------------------------------------------------------------------
 
     def ping(self, timeout_s: float = 2.0) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        conn = UnixHTTPConnection(self.socket_path, timeout_s)
         try:
             conn.request("GET", "/ping")
             response = conn.getresponse()
@@ -243,8 +286,12 @@ class Instance:
         """(CPU % summed over cores, memory % of the machine) since the previous sample."""
         if not self.alive():
             return None
+        if self._main_pid is None:  # the server itself, not the sandbox's monitor
+            self._main_pid = self.proc.main_pid()  # type: ignore[union-attr]
+            if self._main_pid is None:
+                return None
         try:
-            with open(f"/proc/{self.proc.pid}/stat") as fh:  # type: ignore[union-attr]
+            with open(f"/proc/{self._main_pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             return None
@@ -275,9 +322,8 @@ class Instance:
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
             return conn, True
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = UnixHTTPConnection(self.socket_path, timeout)
         conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, False
 
     def _checkin(self, conn: http.client.HTTPConnection) -> None:
@@ -323,3 +369,18 @@ class Instance:
                 self._checkin(conn)
             return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_KENNEL_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+def _socket_dir(root: Path, instance_id: str) -> Path:
+    """A short directory for the instance's socket (a Unix socket path has at most 107 bytes)."""
+    path = root / instance_id
+    if len(str(path / _SOCKET)) < 100:
+        return path
+    with contextlib.suppress(OSError):
+        short = Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}"
+        short.mkdir(mode=0o700, exist_ok=True)
+        return short / instance_id
+    return path

@@ -24,6 +24,7 @@ from kennel.runtime.endpoints.profiles import gpu_count, profile_for
 from kennel.runtime.endpoints.router import Fleet, Router, Variant
 from kennel.runtime.endpoints.standby import StandbyMixin
 from kennel.runtime.endpoints.upkeep import UpkeepMixin
+from kennel.runtime.sandbox import Sandbox
 from kennel.runtime.telemetry import LogSink, MetricSink
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,12 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         sample_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         fetch_model_data: Fetcher | None = None,
+        sandbox: Sandbox,
         max_in_flight_per_instance: int | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.max_in_flight_per_instance = max_in_flight_per_instance
+        self.sandbox = sandbox  # every model server starts through it
         self.fetch_model_data = fetch_model_data
         self.max_instances = max_instances
         self.metric_sink: MetricSink = metric_sink or NullMetricSink()
@@ -161,6 +164,8 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             gpu_index=gpu,
             timeout_s=self.timeout_s,
             clock=self.clock,
+            sandbox=self.sandbox,
+            socket_root=self.work_dir / "sockets",
         )
         where = f"GPU {gpu}" if gpu is not None else "CPU"
         instance.note(
@@ -182,7 +187,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             instance.start()
             try:
                 instance.wait_ready(slot.spec.startup_timeout_s, endpoint.cancelled.is_set)
-                instance.note(f"Instance {instance.id} is healthy on 127.0.0.1:{instance.port}")
+                instance.note(f"Instance {instance.id} is healthy")
                 return instance
             except InstanceFailed as exc:
                 instance.stop()

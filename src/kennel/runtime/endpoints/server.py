@@ -1,6 +1,9 @@
-"""One model-server instance: the SageMaker serving-container contract on a loopback port.
+"""One model-server instance: the SageMaker serving-container contract on a Unix socket (or a port).
 
-    python -m kennel.runtime.endpoints.server --model-dir DIR --port PORT --threads N
+    python -m kennel.runtime.endpoints.server --model-dir DIR --socket PATH --threads N
+
+Kennel starts it inside a sandbox, listening on a Unix socket only the gateway can reach; ``--port``
+serves on loopback TCP instead, for running a model by hand.
 
 ``GET /ping`` answers 200 once the model is loaded (the port only opens then); ``POST /invocations``
 runs the artifact's handler (see ``handlers.py``) in a worker thread, with a per-request time limit.
@@ -163,7 +166,9 @@ def _watch_parent(parent_pid: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve one model with the SageMaker container contract.")
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--port", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", help="listen on this Unix socket path")
+    where.add_argument("--port", type=int, help="listen on this loopback TCP port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request time limit")
@@ -191,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"kennel-model-server: loaded {app.handler.source} in {time.monotonic() - started:.1f} s "
         f"({batching}, {torch.get_num_threads()} threads, {'cuda' if gpu else 'cpu'}); "
-        f"listening on {args.host}:{args.port}",
+        f"listening on {args.socket or f'{args.host}:{args.port}'}",
         flush=True,
     )
     config = uvicorn.Config(
         app,
         host=args.host,
-        port=args.port,
+        port=args.port or 0,
+        uds=args.socket,
         log_level="warning",
         access_log=False,
         lifespan="off",
