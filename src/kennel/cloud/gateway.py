@@ -229,6 +229,7 @@ class Gateway:
                     now=now,
                     max_skew=self.max_skew,
                     protocol=_auth_protocol(protocol),
+                    region=self.cloud.settings.region,
                 )
             except AuthError as err:
                 raise _auth_error(err) from None

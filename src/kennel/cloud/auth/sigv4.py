@@ -152,6 +152,13 @@ _NOT_YET = "Signature not yet current: {} is still later than {} ({} + {} min.)"
 _SIG_EXPIRED = "Signature expired: {} is now earlier than {} ({} - {} min.)"
 _NO_SHA = "Missing required header for this request: x-amz-content-sha256"
 _BAD_SHA = f"x-amz-content-sha256 must be {UNSIGNED}, a STREAMING-* value or a valid sha256 value."
+_BODY_UNSIGNED = ("x-amz-content-sha256: {} leaves the body unsigned, which only Amazon S3 accepts; sign the "
+                  "SHA-256 of the body.")
+_BAD_REGION = "Credential should be scoped to a valid region, not '{}'."
+_S3_REGION = "The authorization header is malformed; the region '{}' is wrong; expecting '{}'"
+_S3_QUERY_REGION = "Error parsing the X-Amz-Credential parameter; the region '{}' is wrong; expecting '{}'"
+# Global services sign with us-east-1 whatever region the client is in (botocore's credentialScope).
+_GLOBAL_SERVICES = frozenset({"iam", "sts"})
 # fmt: on
 
 
@@ -221,18 +228,22 @@ def verify(
     now: datetime,
     max_skew: timedelta = timedelta(minutes=15),
     protocol: Protocol | None = None,
+    region: str | None = None,
 ) -> VerifiedRequest:
     """Who signed ``request``; else :class:`AuthError` rendered for ``protocol`` (default: the credential
-    scope's usual protocol from ``DEFAULT_PROTOCOLS``, or query when no scope could be read)."""
+    scope's usual protocol from ``DEFAULT_PROTOCOLS``, or query when no scope could be read).
+    ``region``: the region this endpoint answers for; a credential scoped to another is refused."""
     received = _Received(request)
     try:
-        return _verify(received, lookup, _utc(now), max_skew)
+        return _verify(received, lookup, _utc(now), max_skew, region)
     except AuthError as err:
         chosen = protocol or DEFAULT_PROTOCOLS.get(received.service_hint or "", "query")
         raise err.for_protocol(chosen) from None
 
 
-def _verify(rx: _Received, lookup: CredentialLookup, now: datetime, max_skew: timedelta) -> VerifiedRequest:
+def _verify(
+    rx: _Received, lookup: CredentialLookup, now: datetime, max_skew: timedelta, region: str | None
+) -> VerifiedRequest:
     authorization = (rx.header("authorization") or "").strip()
     presigned = any(f"X-Amz-{k}" in rx.query for k in ("Algorithm", "Credential", "Signature"))
     if authorization and presigned:
@@ -240,6 +251,8 @@ def _verify(rx: _Received, lookup: CredentialLookup, now: datetime, max_skew: ti
     if not presigned and not authorization:
         raise AuthError(Reason.MISSING)
     claim = _parse_query(rx) if presigned else _parse_header(rx, authorization)
+    if region is not None:
+        _check_region(claim, region)
     _check_time(claim, now, max_skew)
 
     record = lookup(claim.access_key_id)
@@ -330,6 +343,16 @@ def _claim(
     return _Claim(akid, region, service, names, signature, raw_date, signed_at, seconds)
 
 
+def _check_region(claim: _Claim, region: str) -> None:
+    if claim.region == region or (claim.region == "us-east-1" and claim.service in _GLOBAL_SERVICES):
+        return
+    presigned = claim.expires is not None
+    s3_text = (_S3_QUERY_REGION if presigned else _S3_REGION).format(claim.region, region)
+    s3_code = "AuthorizationQueryParametersError" if presigned else "AuthorizationHeaderMalformed"
+    detail = _BAD_REGION.format(claim.region)
+    raise AuthError(Reason.MISMATCH, detail, s3=(s3_code, 400, s3_text), Region=region)
+
+
 def _check_time(claim: _Claim, now: datetime, max_skew: timedelta) -> None:
     stamp, minutes = now.strftime(_STAMP), int(max_skew.total_seconds() // 60)
     extra = {"RequestTime": claim.timestamp, "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -357,6 +380,10 @@ def _payload_hash(rx: _Received, presigned: bool, is_s3: bool) -> str:
             raise AuthError(Reason.INCOMPLETE, _NO_SHA, s3=("InvalidRequest", 400, _NO_SHA))
         # botocore's S3 query signer signs presigned URLs with this literal instead of a body hash.
         return UNSIGNED if is_s3 else rx.body_sha256 or hashlib.sha256(rx.body).hexdigest()
+    if (declared == UNSIGNED or declared.startswith("STREAMING-")) and not is_s3:
+        # Only S3 lets the signature leave the body out; elsewhere a captured request could be replayed
+        # with any other body. AWS signs such services over the body itself, so this cannot match.
+        raise AuthError(Reason.MISMATCH, _BODY_UNSIGNED.format(declared[:64]))
     if declared == UNSIGNED or declared.startswith("STREAMING-") or _SHA256_HEX.fullmatch(declared):
         return declared
     raise AuthError(Reason.MISMATCH, _BAD_SHA, s3=("InvalidArgument", 400, None))

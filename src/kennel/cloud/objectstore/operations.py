@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from itertools import pairwise
+from urllib.parse import quote, unquote, unquote_plus
 from xml.etree import ElementTree
 
 from kennel.cloud.objectstore.store import object_arn
@@ -107,8 +108,93 @@ _PLAIN = {  # no subresource: (method, names a key) → (operation, action)
     ("DELETE", False): ("DeleteBucket", "DeleteBucket"),
 }
 _LIST_CONDITION_KEYS = {"prefix": "s3:prefix", "delimiter": "s3:delimiter", "max-keys": "s3:max-keys"}
+_MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+_MAX_PARTS = 10_000
 _VIRTUAL_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.(?:localhost|s3\.[^:]+)$")
 _MAX_DELETE_KEYS = 1000
+
+
+def parse_query(query_string: str) -> dict[str, str]:
+    """The query's parameters, each named once. S3 takes no parameter twice, and a repeated one is
+    refused rather than resolved: if Kennel authorised one ``prefix`` and the store listed another, a
+    condition on ``s3:prefix`` would be bypassed (issue 12, item 3)."""
+    params: dict[str, str] = {}
+    for part in query_string.split("&"):
+        if not part:
+            continue
+        raw_name, _, raw_value = part.partition("=")
+        name = unquote_plus(raw_name)
+        if name in params:
+            raise S3RequestError(
+                "InvalidArgument", 400,
+                f"The query parameter '{name[:64]}' is given more than once; each may appear only once.",
+            )  # fmt: skip
+        params[name] = unquote_plus(raw_value)
+    return params
+
+
+def encode_query(params: Mapping[str, str], *, drop: frozenset[str] = frozenset()) -> str:
+    """The query string the proxy forwards, rebuilt from exactly the parameters it authorised
+    (``drop``: lower-case names left out, e.g. the request's own signature)."""
+    parts = []
+    for name, value in params.items():
+        if name.lower() in drop:
+            continue
+        encoded = quote(name, safe="-_.~")
+        parts.append(f"{encoded}={quote(value, safe='-_.~')}" if value else encoded)
+    return "&".join(parts)
+
+
+def check_key(key: str, what: str = "key") -> None:
+    """Refuse what the store could not keep as the very key that was authorised.
+
+    S3 itself keeps keys verbatim (``public/../secret.txt`` is one literal key there), but SeaweedFS is
+    a file system underneath: it resolves ``.``/``..`` segments and collapses empty ones (``a//b`` is
+    ``a/b``), so the object read or written would not be the one authorised. Kennel refuses such keys
+    before authorising anything (``InvalidArgument``) rather than authorise one name and serve another.
+    """
+    if len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
+        raise S3RequestError("KeyTooLongError", 400, "Your key is too long")
+    segments = key.split("/")
+    if segments[-1] == "":  # "dir/": a trailing slash names a folder object, which S3 allows
+        segments.pop()
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise S3RequestError(
+            "InvalidArgument", 400,
+            f"The {what} {key[:200]!r} has an empty, '.' or '..' path segment, which Kennel's object "
+            "store cannot keep verbatim; such keys are refused.",
+        )  # fmt: skip
+
+
+def check_prefix(prefix: str) -> None:
+    """A listing prefix may end in a partial segment, but may not climb out of the one it names."""
+    segments = prefix.split("/")
+    if any(segment in (".", "..") for segment in segments) or "//" in prefix or prefix.startswith("/"):
+        raise S3RequestError(
+            "InvalidArgument", 400,
+            "A listing prefix with an empty, '.' or '..' path segment is refused by Kennel's object store.",
+        )  # fmt: skip
+
+
+def completed_parts(body: bytes) -> list[int]:
+    """The part numbers of a CompleteMultipartUpload body, which S3 requires in ascending order."""
+    root = _xml(body)
+    numbers = []
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "PartNumber":
+            text = (element.text or "").strip()
+            if not (text.isdigit() and len(text) <= 5 and 1 <= int(text) <= _MAX_PARTS):
+                raise S3RequestError(
+                    "InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive"
+                )
+            numbers.append(int(text))
+    if any(later <= earlier for earlier, later in pairwise(numbers)):
+        raise S3RequestError(
+            "InvalidPartOrder", 400,
+            "The list of parts was not in ascending order. The parts list must be specified in order by "
+            "part number.",
+        )  # fmt: skip
+    return numbers
 
 
 def bucket_from_host(host: str) -> str | None:
@@ -149,6 +235,11 @@ def classify(
                 "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
             )
         return S3Call("ListBuckets", None, None, (Check("s3:ListAllMyBuckets", "arn:aws:s3:::*"),))
+    if key is not None:
+        check_key(key)
+    for name in ("prefix", "marker", "start-after", "key-marker"):
+        if query.get(name):
+            check_prefix(query[name])
     table = _OBJECT_SUBRESOURCES if key else _BUCKET_SUBRESOURCES
     for name in query:
         if name in table:
@@ -191,6 +282,8 @@ def _with_checks(
 ) -> S3Call:
     if operation == "DeleteObjects":
         keys = deleted_keys(body)
+        for deleted in keys:
+            check_key(deleted)
         checks = tuple(Check("s3:DeleteObject", object_arn(bucket, k)) for k in keys)
         return S3Call(operation, bucket, None, checks)
     context = {}
@@ -202,6 +295,7 @@ def _with_checks(
         if operation == "UploadPart":
             operation = "UploadPartCopy"
         source_bucket, source_key = copy_source_of(copy_source)
+        check_key(source_key, "copy source key")
         checks.append(Check("s3:GetObject", object_arn(source_bucket, source_key)))
     return S3Call(operation, bucket, key, tuple(checks))
 
@@ -221,13 +315,7 @@ def copy_source_of(header: str) -> tuple[str, str]:
 
 def deleted_keys(body: bytes) -> list[str]:
     """The keys of a DeleteObjects request body (``<Delete><Object><Key>…``)."""
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError:
-        raise S3RequestError(
-            "MalformedXML", 400,
-            "The XML you provided was not well-formed or did not validate against our published schema",
-        ) from None  # fmt: skip
+    root = _xml(body)
     keys = [el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Key"]
     if not keys or len(keys) > _MAX_DELETE_KEYS:
         raise S3RequestError(
@@ -235,3 +323,17 @@ def deleted_keys(body: bytes) -> list[str]:
             f"A DeleteObjects request names 1 to {_MAX_DELETE_KEYS} keys; this one names {len(keys)}.",
         )  # fmt: skip
     return keys
+
+
+def _xml(body: bytes) -> ElementTree.Element:
+    # ElementTree expands no external entities; DTDs are refused outright so that no entity-expansion
+    # bomb is ever expanded, and the callers bound the body's size first.
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise S3RequestError("MalformedXML", 400, "The XML you provided may not declare a DTD or entities.")
+    try:
+        return ElementTree.fromstring(body)
+    except (ElementTree.ParseError, RecursionError):
+        raise S3RequestError(
+            "MalformedXML", 400,
+            "The XML you provided was not well-formed or did not validate against our published schema",
+        ) from None  # fmt: skip

@@ -18,7 +18,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -30,7 +29,15 @@ from botocore.credentials import Credentials
 from kennel.cloud.auth.sigv2 import is_sigv2, verify_v2
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, VerifiedRequest, verify
 from kennel.cloud.objectstore import chunked
-from kennel.cloud.objectstore.operations import S3Call, S3RequestError, bucket_from_host, classify
+from kennel.cloud.objectstore.operations import (
+    S3Call,
+    S3RequestError,
+    bucket_from_host,
+    classify,
+    completed_parts,
+    encode_query,
+    parse_query,
+)
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
 
 log = logging.getLogger("kennel.s3")
@@ -213,7 +220,7 @@ class S3Proxy:
                 await self._read_body(receive, headers, spool)
                 loop = asyncio.get_running_loop()
                 admitted = await loop.run_in_executor(self.executor, self._admit, request, spool)
-                call, verified, endpoint = admitted
+                call, verified, endpoint, forward_query = admitted
                 if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
                     body = await loop.run_in_executor(self.executor, self._dechunk, request, verified, spool)
             except _ClientGone:
@@ -232,7 +239,7 @@ class S3Proxy:
             except ObjectStoreUnavailable as exc:
                 await _send_error(send, method, 503, "ServiceUnavailable", str(exc), request_id)
                 return
-            await self._forward(send, endpoint, request, body, call)
+            await self._forward(send, endpoint, request, body, call, forward_query)
         except Exception:  # a bug must cost one request a 500, never the gateway
             log.exception("S3 request %s failed", request_id)
             await _send_error(send, method, 500, "InternalError",
@@ -274,9 +281,10 @@ class S3Proxy:
         except TimeoutError:
             raise S3RequestError("RequestTimeout", 400, REQUEST_TIMEOUT_MESSAGE) from None
 
-    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest, str]:
+    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest, str, str]:
         """SigV4, then classification, then every IAM check the operation needs, then the store's
-        endpoint (starting it if needed) — all on one worker thread."""
+        endpoint (starting it if needed) — all on one worker thread. Also returns the query string to
+        forward, rebuilt from exactly the parameters that were authorised."""
         settings = self.cloud.settings
         now = datetime.fromtimestamp(self.clock(), UTC)
         full_path = request.raw_path + (f"?{request.query_string}" if request.query_string else "")
@@ -290,14 +298,17 @@ class S3Proxy:
         else:
             verified = verify(
                 RawRequest(request.method, full_path, request.pairs, b"", body_sha256=spool.sha256),
-                lookup, now=now, max_skew=max_skew, protocol="rest-xml",
+                lookup, now=now, max_skew=max_skew, protocol="rest-xml", region=settings.region,
             )  # fmt: skip
-        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        query = parse_query(request.query_string)
         body = b""
-        if request.method == "POST" and "delete" in query:
+        if request.method == "POST" and ("delete" in query or "uploadId" in query):
             if spool.size > _MAX_DELETE_BODY:
-                raise S3RequestError("MalformedXML", 400, "The DeleteObjects request body is too large.")
+                raise S3RequestError("MalformedXML", 400, "The request's XML body is too large.")
             body = spool.small_body() or b""
+            if "uploadId" in query:  # CompleteMultipartUpload: S3 refuses parts out of order or repeated
+                completed_parts(body)
+                body = b""
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         call = classify(
             request.method, request.raw_path, query, request.headers, body=body, host_bucket=host_bucket
@@ -312,7 +323,7 @@ class S3Proxy:
             if not decision.allowed:
                 message = decision.message(principal.arn, check.action, check.resource)
                 raise S3RequestError("AccessDenied", 403, message)
-        return call, verified, self.cloud.objects.endpoint()
+        return call, verified, self.cloud.objects.endpoint(), encode_query(query, drop=_PRESIGN_PARAMS)
 
     def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: _Spool) -> _Spool:
         """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
@@ -351,14 +362,12 @@ class S3Proxy:
         plain.trailers = {k: v for k, v in decoded.trailers.items() if k.startswith("x-amz-checksum-")}
         return plain
 
-    async def _forward(self, send, endpoint: str, request: _Incoming, body: _Spool, call: S3Call) -> None:
+    async def _forward(
+        self, send, endpoint: str, request: _Incoming, body: _Spool, call: S3Call, query: str
+    ) -> None:
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
-        kept_query = "&".join(
-            part for part in request.query_string.split("&")
-            if part and part.split("=", 1)[0].lower() not in _PRESIGN_PARAMS
-        )  # fmt: skip
-        url = endpoint + path + (f"?{kept_query}" if kept_query else "")
+        url = endpoint + path + (f"?{query}" if query else "")
         forwarded = {k: v for k, v in request.headers.items() if k not in _DROPPED_REQUEST_HEADERS}
         if body.trailers is not None:  # it was aws-chunked
             for name in ("x-amz-decoded-content-length", "x-amz-trailer"):
@@ -368,6 +377,10 @@ class S3Proxy:
                 forwarded["content-encoding"] = ",".join(kept)
             forwarded.update(body.trailers)
         forwarded.pop("x-amz-date", None)
+        # The client's Date (what SigV2 signs) must go too: given a Date, botocore's SigV4 signer rewrites
+        # it as "… -0000" and signs with it instead of adding X-Amz-Date, and SeaweedFS refuses that form
+        # with MalformedDate. The forwarded request is dated by its own X-Amz-Date.
+        forwarded.pop("date", None)
         forwarded.pop("x-amz-content-sha256", None)
         if body.size:
             forwarded["content-length"] = str(body.size)

@@ -82,7 +82,10 @@ class LogsProvider(EventsMixin, Provider):
         arn = self.group_arn(ctx.region, ctx.account, group)
         if operation in STREAM_OPERATIONS and params.get("logStreamName"):
             return f"{arn}:log-stream:{params['logStreamName']}"
-        return arn
+        # AWS authorises log-group operations (DescribeLogStreams, FilterLogEvents, PutRetentionPolicy …)
+        # against the group's ARN with ":*", the form DescribeLogGroups reports as "arn": a policy on
+        # "log-group:NAME:*" grants them, one on "log-group:NAME" alone does not.
+        return f"{arn}:*"
 
     def group_name(self, params: dict) -> str:
         name, identifier = params.get("logGroupName"), params.get("logGroupIdentifier")
