@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.integration.sandboxed import TOKEN_CODE, model_servers, token
 
 ACCOUNT = "000000000000"
-SCRIPT = """
+SCRIPT = (
+    TOKEN_CODE
+    + """
 import json
 import os
 import time
@@ -33,7 +36,7 @@ class Refused(Exception):
 def model_fn(model_dir):
     if os.environ.get("FAIL_TO_LOAD"):
         raise RuntimeError("cannot load weights: checksum mismatch")
-    return {"pid": os.getpid(), "tag": os.environ.get("VARIANT_TAG")}
+    return {"pid": instance_token(), "tag": os.environ.get("VARIANT_TAG")}
 
 
 def transform_fn(model, body, content_type, accept, context):
@@ -51,6 +54,7 @@ def transform_fn(model, body, content_type, accept, context):
     print("answered", request, flush=True)
     return json.dumps(model), "application/json"
 """
+)
 
 
 def _artifact(root: Path) -> Path:
@@ -93,19 +97,7 @@ def _call(rt, name: str, request: dict, **kw) -> tuple[dict, dict]:
 
 def _pids(state_dir: Path, tag: str) -> set[int]:
     """Model-server processes of this gateway whose model environment says VARIANT_TAG=tag."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ours = b"kennel.runtime.endpoints.server" in cmdline and str(state_dir).encode() in cmdline
-        if ours and f"VARIANT_TAG={tag}".encode() in environ:
-            found.add(int(entry.name))
-    return found
+    return model_servers(state_dir, f"VARIANT_TAG={tag}")
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +205,9 @@ def test_a_killed_instance_fails_its_requests_only_and_is_replaced(cloud, endpoi
     for thread in threads:
         thread.join(30)
     failed = [o for o in outcomes if isinstance(o, dict)]
-    assert len(failed) == 1 and [o for o in outcomes if isinstance(o, int)] == list(before - {victim})
+    assert len(failed) == 1 and [o for o in outcomes if isinstance(o, str)] == [
+        token(p) for p in before - {victim}
+    ]
     assert failed[0]["Error"]["Code"] == "ModelError"
     assert "exited with code -9" in failed[0]["Error"]["Message"]
     deadline = time.monotonic() + 60
@@ -226,7 +220,7 @@ def test_a_killed_instance_fails_its_requests_only_and_is_replaced(cloud, endpoi
         time.sleep(0.5)
     after = _pids(cloud.state_dir, endpoint["b"])
     assert len(after) == 2 and victim not in after
-    assert {_call(rt, name, {}, TargetVariant="B")[0]["pid"] for _ in range(8)} <= after
+    assert {_call(rt, name, {}, TargetVariant="B")[0]["pid"] for _ in range(8)} <= {token(p) for p in after}
     notes = logs.filter_log_events(logGroupName=group, filterPattern="replacement")["events"]
     assert any("exited with code -9; starting a replacement" in e["message"] for e in notes)
 

@@ -9,31 +9,25 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import start_gateway, stop_gateway
+from tests.integration.sandboxed import TOKEN_CODE, model_servers, token
 
-from kennel.runtime.endpoints.contract import SERVER_MODULE
-
-SCRIPT = """
+SCRIPT = (
+    TOKEN_CODE
+    + """
 import json, os
 
 def model_fn(model_dir):
-    return os.getpid()
+    return instance_token()
 
 def transform_fn(pid, body, content_type, accept):
     return json.dumps({"pid": pid, "echo": json.loads(body)}), "application/json"
 """
+)
 
 
-def _instances(state_dir: Path) -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if SERVER_MODULE.encode() in cmdline and str(state_dir).encode() in cmdline:
-                pids.add(int(entry.name))
-    return pids
+def _instances(state_dir: Path) -> set[str | None]:
+    """The running model servers, by the token each wrote (see ``sandboxed.py``)."""
+    return {token(pid) for pid in model_servers(state_dir)}
 
 
 def _invoke(cloud, name: str) -> dict:
@@ -93,5 +87,5 @@ def test_endpoints_survive_a_restart(tmp_path: Path) -> None:
         assert _instances(state) == set()
     finally:
         stop_gateway(cloud)
-        for pid in _instances(state):
+        for pid in model_servers(state):
             os.kill(pid, 9)
