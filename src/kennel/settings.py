@@ -54,12 +54,26 @@ class Settings(BaseModel):
         120.0, ge=0, description="seconds between SIGTERM and the kill when a training job stops (AWS: 120)"
     )
     lambda_concurrency_limit: int = Field(1000, ge=1, description="account-level Lambda concurrency")
+    allow_local_model_data: tuple[Path, ...] = Field(
+        (),
+        description="directories a ModelDataUrl may name as a local path or file:// URL (none: only s3:// "
+        "and https://, as on AWS); env KENNEL_ALLOW_LOCAL_MODEL_DATA=<dir1>:<dir2>",
+    )
 
     @field_validator("state_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # Child processes (model servers, function environments) run in other working directories.
         return Path(value).expanduser().absolute()
+
+    @field_validator("allow_local_model_data")
+    @classmethod
+    def _absolute_dirs(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        # A relative entry would mean whatever the gateway's working directory happens to be.
+        for directory in value:
+            if not Path(directory).is_absolute():
+                raise ValueError(f"KENNEL_ALLOW_LOCAL_MODEL_DATA entries must be absolute: {directory}")
+        return tuple(Path(directory) for directory in value)
 
     @property
     def endpoint_url(self) -> str:
@@ -85,6 +99,9 @@ class Settings(BaseModel):
             values["training_stop_grace_s"] = float(env["KENNEL_TRAINING_STOP_GRACE_S"])
         if env.get("KENNEL_REGION"):
             values["region"] = env["KENNEL_REGION"]
+        if env.get("KENNEL_ALLOW_LOCAL_MODEL_DATA"):
+            dirs = env["KENNEL_ALLOW_LOCAL_MODEL_DATA"].split(":")
+            values["allow_local_model_data"] = tuple(Path(d) for d in dirs if d)
         for name, field in _ENV_LIMITS.items():  # front-door limits, shortened by tests
             if env.get(name):
                 values[field] = env[name]  # pydantic converts and validates

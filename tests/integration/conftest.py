@@ -62,7 +62,18 @@ class LiveCloud:
         return env
 
 
-def start_gateway(state_dir: Path, port: int | None = None) -> LiveCloud:
+_LOCAL_MODEL_DATA: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test's tmp_path lives under pytest's base temporary directory: the one local model dir."""
+    _LOCAL_MODEL_DATA["dir"] = tmp_path_factory.getbasetemp()
+
+
+def start_gateway(
+    state_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None
+) -> LiveCloud:
     port = port or server.free_port()
     log = (state_dir.parent / f"{state_dir.name}-gateway.log").open("ab")
     proc = subprocess.Popen(
@@ -70,7 +81,13 @@ def start_gateway(state_dir: Path, port: int | None = None) -> LiveCloud:
         stdout=log,
         stderr=log,
         start_new_session=True,
-        env={**os.environ, "KENNEL_S3_EAGER": "0"},  # SeaweedFS only in gateways whose tests use S3
+        env={
+            **os.environ,
+            "KENNEL_S3_EAGER": "0",  # SeaweedFS only in gateways whose tests use S3
+            # Tests deploy models from their own temporary directories, and from nowhere else.
+            "KENNEL_ALLOW_LOCAL_MODEL_DATA": str(_LOCAL_MODEL_DATA.get("dir") or state_dir.parent),
+            **(extra_env or {}),
+        },
     )
     deadline = time.monotonic() + 60
     while not server.healthy(port, 0.5):

@@ -47,7 +47,11 @@ def test_models_configs_and_their_errors(cloud, model_file: Path) -> None:
     missing = _error(
         sm.create_model, ModelName=f"{name}-x", PrimaryContainer={"ModelDataUrl": "/nope/model.tar.gz"}
     )
-    assert missing["Message"] == "Could not find model data at /nope/model.tar.gz."
+    # Local model data only inside KENNEL_ALLOW_LOCAL_MODEL_DATA (the tests' temporary directory).
+    assert missing["Message"].startswith("ModelDataUrl /nope/model.tar.gz is outside the directories")
+    absent = str(model_file.parent / "absent.tar.gz")
+    gone = _error(sm.create_model, ModelName=f"{name}-y", PrimaryContainer={"ModelDataUrl": absent})
+    assert gone["Message"] == f"Could not find model data at {absent}."
     assert _error(sm.describe_model, ModelName="absent") == {
         "Code": "ValidationException",
         "Message": f'Could not find model "{ARN}:model/absent".',

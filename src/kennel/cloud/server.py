@@ -164,8 +164,6 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
         "--time-scale",
         str(settings.time_scale_s),
     ]
-    from kennel.cloud.sealing import without_secrets
-
     # The gateway's own environment holds no secret (`kennel env` output exported in this shell included).
     proc = subprocess.Popen(
         cmd,
@@ -173,7 +171,7 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
         stderr=log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        env=without_secrets(os.environ),
+        env=_gateway_environment(settings),
     )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -190,6 +188,15 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
     raise RuntimeError(
         f"the gateway did not become healthy in {wait_s:.0f} s; see {settings.state_dir / LOG_FILE}"
     )
+
+
+def _gateway_environment(settings: Settings) -> dict[str, str]:
+    from kennel.cloud.sealing import without_secrets
+
+    env = without_secrets(os.environ)
+    if settings.allow_local_model_data:  # a setting not carried by the command line
+        env["KENNEL_ALLOW_LOCAL_MODEL_DATA"] = ":".join(str(d) for d in settings.allow_local_model_data)
+    return env
 
 
 def stop_pid(pid: int, *, grace_s: float = 10.0) -> None:

@@ -294,10 +294,41 @@ _TAR_READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _plan_tar(tf: tarfile.TarFile, dest: Path, *, max_total_bytes: int, max_members: int) -> list[_Planned]:
+@dataclass(frozen=True)
+class _Budget:
+    """Limits checked member by member, from the headers alone, so a bomb is refused before its data
+    is decompressed (a tar.gz must be inflated to reach the next header: checking only after the
+    whole index was read would inflate the bomb first)."""
+
+    max_total_bytes: int
+    max_ratio: float | None  # uncompressed bytes per byte of the archive file
+    compressed_bytes: int
+    ratio_floor_bytes: int  # below this many uncompressed bytes the ratio is not judged
+
+    def check(self, total: int, name: str) -> None:
+        if total > self.max_total_bytes:
+            raise UnsafeArchiveError(
+                f"archive expands to more than {self.max_total_bytes} bytes (limit reached at member "
+                f"{name!r}); refusing as a possible decompression bomb"
+            )
+        if (
+            self.max_ratio is not None
+            and total > self.ratio_floor_bytes
+            and total > self.max_ratio * max(self.compressed_bytes, 1)
+        ):
+            raise UnsafeArchiveError(
+                f"archive of {self.compressed_bytes} bytes expands to more than {self.max_ratio:g} times "
+                f"its size ({total} bytes by member {name!r}); refusing as a possible decompression bomb"
+            )
+
+
+def _plan_tar(
+    tf: tarfile.TarFile, dest: Path, *, max_total_bytes: int, max_members: int, budget: _Budget | None = None
+) -> list[_Planned]:
     planned: list[_Planned] = []
     data_filter = getattr(tarfile, "data_filter", None)
     count = 0
+    total = 0
     # Iterate lazily so a tar with millions of headers is refused at the limit instead of first
     # being indexed in full.
     for member in tf:
@@ -321,6 +352,9 @@ def _plan_tar(tf: tarfile.TarFile, dest: Path, *, max_total_bytes: int, max_memb
         target = _resolve_target(dest, parts, name)
         is_dir = member.isdir()
         planned.append(_Planned(member, name, target, is_dir, 0 if is_dir else member.size))
+        total += 0 if is_dir else member.size
+        if budget is not None:
+            budget.check(total, name)
     _check_limits(planned, max_total_bytes=max_total_bytes)
     return planned
 
@@ -335,18 +369,29 @@ def _open_tar(path: Path) -> tarfile.TarFile:
 
 
 def safe_extract_tar(
-    path: Path, dest: Path, *, max_total_bytes: int = 16 << 30, max_members: int = 100_000
+    path: Path,
+    dest: Path,
+    *,
+    max_total_bytes: int = 16 << 30,
+    max_members: int = 100_000,
+    max_ratio: float | None = None,
+    ratio_floor_bytes: int = 64 << 20,
 ) -> list[Path]:
     """Extract the tar (optionally gz/bz2/xz compressed) at `path` into `dest`; return the files written.
 
     Only regular files and directories are allowed; links, devices, fifos, absolute or `..` names and
-    anything resolving outside `dest` raise UnsafeArchiveError before anything is extracted.
+    anything resolving outside `dest` raise UnsafeArchiveError before anything is extracted. With
+    `max_ratio`, an archive whose members declare more than that many times the archive's own size
+    (once past `ratio_floor_bytes`) is refused as soon as the header that crosses the line is read.
     """
     path = Path(path)
     dest = _resolve_dest(dest)
+    budget = _Budget(max_total_bytes, max_ratio, path.stat().st_size, ratio_floor_bytes)
     with _open_tar(path) as tf:
         try:
-            plan = _plan_tar(tf, dest, max_total_bytes=max_total_bytes, max_members=max_members)
+            plan = _plan_tar(
+                tf, dest, max_total_bytes=max_total_bytes, max_members=max_members, budget=budget
+            )
         except _TAR_READ_ERRORS as exc:
             raise CorruptArchiveError(f"{path} is truncated or corrupt: {exc}") from exc
 

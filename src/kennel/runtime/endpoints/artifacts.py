@@ -4,6 +4,13 @@ SageMaker downloads and extracts ``ModelDataUrl`` to ``/opt/ml/model`` before th
 here every instance of a model shares one extracted copy, keyed by the source's path, size and
 modification time so a rebuilt tarball is extracted afresh and an unchanged one is reused (also
 across gateway restarts).
+
+Extraction limits (a ``model.tar.gz`` is user input): the extracted model may hold at most
+``MAX_MODEL_BYTES`` (10 GiB, Kennel's stand-in for an instance's ML storage volume), at most
+``MAX_MODEL_MEMBERS`` files and directories, and may expand at most ``MAX_MODEL_RATIO`` times the
+archive's size once past 64 MiB (model weights barely compress; a bomb expands a thousandfold). Each
+limit is checked from the tar headers as they are read, so a bomb fails before its data is inflated or
+written, and the endpoint fails with the reason in ``FailureReason``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from pathlib import Path
 
 from kennel.ml.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract_tar
 
+MAX_MODEL_BYTES = 10 << 30
+MAX_MODEL_MEMBERS = 10_000
+MAX_MODEL_RATIO = 100.0
+
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 _SAFE = re.compile(r"[^A-Za-z0-9-]+")
@@ -27,18 +38,20 @@ class ModelDataError(Exception):
     """The model data cannot be used; the message is what an endpoint's FailureReason says."""
 
 
-Fetcher = Callable[[str], Path]  # a remote URL (s3://…) → a local copy of the object
+Fetcher = Callable[[str], Path]  # a ModelDataUrl → a local file or directory (or ModelDataError)
 
 
 def source_path(url: str | None, fetch: Fetcher | None = None) -> Path | None:
-    """``/path``, ``file:///path`` → a local path; ``s3://…`` → the copy ``fetch`` downloads; None for
-    "no model data" (code-only containers)."""
+    """The local file behind ``url``; None for "no model data" (code-only containers).
+
+    With ``fetch`` (the gateway's: it downloads s3:// and https:// data and decides which local paths
+    may be read at all), every URL goes through it. Without one, only local paths are understood."""
     if not url:
         return None
+    if fetch is not None:
+        return fetch(url)
     if url.startswith("file://"):
         return Path(url[len("file://") :])
-    if url.startswith("s3://") and fetch is not None:
-        return fetch(url)
     if "://" in url:
         raise ModelDataError(f"{url} is not a local path; Kennel reads model data from the local filesystem")
     return Path(url)
@@ -77,10 +90,18 @@ def prepare_model_dir(
             if source.is_dir():
                 shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
             else:
-                safe_extract_tar(source, staging)
+                safe_extract_tar(
+                    source,
+                    staging,
+                    max_total_bytes=MAX_MODEL_BYTES,
+                    max_members=MAX_MODEL_MEMBERS,
+                    max_ratio=MAX_MODEL_RATIO,
+                )
         except UnsafeArchiveError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise ModelDataError(f"The model data at {url} is unsafe to extract: {exc}") from exc
+            raise ModelDataError(
+                f"The model data at {url} exceeds Kennel's extraction limits or is unsafe to extract: {exc}"
+            ) from exc
         except (CorruptArchiveError, tarfile.TarError, EOFError, OSError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelDataError(f"The model data at {url} is not a readable tar.gz archive: {exc}") from exc

@@ -67,7 +67,7 @@ class EndpointsMixin:
         specs = []
         for variant in config["spec"]["ProductionVariants"]:
             container = primary_container(self.model_record(variant["ModelName"])["spec"])
-            check_model_data(container.get("ModelDataUrl"))
+            check_model_data(container.get("ModelDataUrl"), self.cloud.settings.allow_local_model_data)
             specs.append(
                 VariantSpec(
                     name=variant["VariantName"],

@@ -17,6 +17,7 @@ from kennel.cloud.protocol import service_spec
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.sagemaker.common import sagemaker_arn
 from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
+from kennel.cloud.services.sagemaker.modeldata import fetch_https, is_local, local_model_path
 from kennel.cloud.services.sagemaker.resources import ResourcesMixin, read_model_data
 from kennel.cloud.services.sagemaker.tags import SageMakerTags
 from kennel.cloud.services.sagemaker.training import TrainingJobs
@@ -45,9 +46,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def accept_local_model_data() -> None:
     """Let ``ModelDataUrl`` name a local path or ``file://`` URL as well as ``s3://``/``https://``.
 
-    AWS's model restricts the shape to S3 and HTTPS; Kennel serves model data from the local
-    filesystem too, so the compiled shape's pattern is widened (once, in this process) before the
-    gateway validates a request against it. Everything else about the shape stays AWS's.
+    AWS's model restricts the shape to S3 and HTTPS. Only a gateway whose settings allow local model
+    data (KENNEL_ALLOW_LOCAL_MODEL_DATA) widens the compiled shape's pattern (once, in this process),
+    and ``modeldata.local_model_path`` still confines such paths to the allowed directories.
+    Everything else about the shape stays AWS's.
     """
     shape = service_spec("sagemaker").shape("Url")
     if shape.pattern and "file://" not in shape.pattern:
@@ -82,7 +84,8 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         self.manager: EndpointManager | None = None  # type: ignore[assignment]
         self.training: TrainingJobs | None = None
         self.tags = SageMakerTags(cloud.store, self.arn)
-        accept_local_model_data()
+        if cloud.settings.allow_local_model_data:
+            accept_local_model_data()
 
     def arn(self, kind: str, name: str) -> str:
         settings = self.cloud.settings
@@ -139,11 +142,19 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         return self.tags.delete(params)
 
     def fetch_model_data(self, url: str) -> Path:
-        """An s3:// model.tar.gz as a local file (downloaded once per object version)."""
-        cache = self.cloud.settings.state_dir / "sagemaker" / "s3"
-        return read_model_data(
-            url, lambda bucket, key: self.cloud.objects.download(bucket, key, cache), ModelDataError
-        )
+        """A ModelDataUrl as a local file: s3:// downloaded once per object version, https:// fetched
+        from public addresses only, a local path only inside KENNEL_ALLOW_LOCAL_MODEL_DATA."""
+        settings = self.cloud.settings
+        if url.startswith("s3://"):
+            cache = settings.state_dir / "sagemaker" / "s3"
+            return read_model_data(
+                url, lambda bucket, key: self.cloud.objects.download(bucket, key, cache), ModelDataError
+            )
+        if url.startswith("https://"):
+            return fetch_https(url, settings.state_dir / "sagemaker" / "https", ModelDataError)
+        if is_local(url):
+            return local_model_path(url, settings.allow_local_model_data, ModelDataError)
+        raise ModelDataError(f"ModelDataUrl {url} cannot be read: model data must be s3:// or https://.")
 
     def spawn(self, target, *args) -> None:
         if self._closing:

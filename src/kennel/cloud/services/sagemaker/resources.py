@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,13 @@ from kennel.cloud.objectstore.store import ObjectNotReadable, object_arn, parse_
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import already_exists, dumps, list_page, not_found
+from kennel.cloud.services.sagemaker.modeldata import check_https_url, is_local, local_model_path
 
 
-def check_model_data(url: str | None) -> None:
+def check_model_data(url: str | None, allowed_local: Sequence[Path] = ()) -> None:
     """ModelDataUrl must name model data Kennel can read: an s3://bucket/key URL (checked against the
-    store by :meth:`ResourcesMixin.check_s3_model_data`), or a local path or file:// URL that exists."""
+    store by :meth:`ResourcesMixin.check_s3_model_data`), an https:// URL, or (only in the directories
+    ``allowed_local``, from KENNEL_ALLOW_LOCAL_MODEL_DATA) a local path or file:// URL."""
     if not url:
         return
     if url.startswith("s3://"):
@@ -28,16 +30,14 @@ def check_model_data(url: str | None) -> None:
         except ValueError:
             raise ValidationException(f"ModelDataUrl {url} must name an object: s3://bucket/key.") from None
         return
-    if "://" in url and not url.startswith("file://"):
+    if url.startswith("https://"):
+        check_https_url(url, ValidationException)
+        return
+    if not is_local(url):
         raise ValidationException(
-            f"ModelDataUrl {url} cannot be read: Kennel reads model data from its S3 store or the local "
-            "filesystem. Upload the model.tar.gz to S3 (s3://bucket/key) or give a local path/file:// URL."
+            f"ModelDataUrl {url} cannot be read: model data must be an s3:// or https:// URL."
         )
-    path = Path(url[len("file://") :] if url.startswith("file://") else url)
-    if not path.is_absolute():
-        raise ValidationException(f"ModelDataUrl {url} must be an absolute path (or a file:// URL).")
-    if not path.exists():
-        raise ValidationException(f"Could not find model data at {url}.")
+    local_model_path(url, allowed_local, ValidationException)
 
 
 def read_model_data(url: str, read: Callable[[str, str], Any], error: Callable[[str], Exception]) -> Any:
@@ -108,7 +108,7 @@ class ResourcesMixin:
                 raise ValidationException(
                     f"{unsupported} is not supported by Kennel; give the model.tar.gz as ModelDataUrl."
                 )
-        check_model_data(container.get("ModelDataUrl"))
+        check_model_data(container.get("ModelDataUrl"), self.cloud.settings.allow_local_model_data)
         arn = self.arn("model", name)
         if params.get("ExecutionRoleArn"):
             # iam:PassRole for the model, and the role must trust sagemaker.amazonaws.com (checked before
