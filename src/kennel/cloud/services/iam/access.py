@@ -54,6 +54,8 @@ def _numeric(text: str) -> float:
 def _context(entries: list[dict]) -> dict:
     values: dict = {}
     for entry in entries or []:
+        if not entry.get("ContextKeyName"):  # optional in the model, but an entry names nothing without it
+            raise InvalidInput("Every ContextEntries member needs a ContextKeyName.")
         raw = entry.get("ContextKeyValues", [])
         kind = entry.get("ContextKeyType", "string")
         convert = {"numeric": _numeric, "boolean": lambda v: v.lower() == "true"}.get(
