@@ -208,6 +208,8 @@ class ResourcesMixin:
                 raise ValidationException(
                     f"Variant {vname} must specify InstanceType and InitialInstanceCount."
                 )
+            if not variant.get("ModelName"):  # optional in the model (inference components), not here
+                raise ValidationException(f"Variant {vname} must specify ModelName.")
             self.model_record(variant["ModelName"])  # AWS checks that every model exists now
         for unsupported in ("AsyncInferenceConfig", "ShadowProductionVariants"):
             if params.get(unsupported):
