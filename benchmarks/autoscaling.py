@@ -95,7 +95,12 @@ def main() -> None:
     os.environ["KENNEL_TIME_SCALE"] = str(args.time_scale)  # the gateway below reads it at start-up
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = Settings(state_dir=root / "state", port=server.free_port(), time_scale_s=args.time_scale)
+        settings = Settings(
+            state_dir=root / "state",
+            port=server.free_port(),
+            time_scale_s=args.time_scale,
+            allow_local_model_data=(root,),  # the model.tar.gz is built under this directory
+        )
         running = server.start_detached(settings)
         try:
             creds = admin_credentials(settings)

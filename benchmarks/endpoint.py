@@ -183,7 +183,8 @@ class Cloud:
     """A gateway process of its own, and boto3 clients for it."""
 
     def __init__(self, root: Path) -> None:
-        self.settings = Settings(state_dir=root / "state", port=0)
+        # The model.tar.gz is built under root; the gateway reads local model data only from there.
+        self.settings = Settings(state_dir=root / "state", port=0, allow_local_model_data=(root,))
         self.running = server.start_detached(self.settings)
         creds = admin_credentials(self.settings)
         assert creds is not None
