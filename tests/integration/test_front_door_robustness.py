@@ -335,3 +335,18 @@ def test_sigv2_header_signed_get_works_end_to_end(cloud, bucket: str) -> None:
     status, headers, payload = send(request)
     assert (status, payload) == (200, b"secret")
     assert headers["etag"].strip('"') == hashlib.md5(b"secret").hexdigest()
+
+
+def test_folder_key_with_a_body_is_refused_rather_than_emptied(s3, bucket: str) -> None:
+    """S3 keeps a body on ``a/``; SeaweedFS stores ``a/`` as a directory and would drop it (a 200 and an
+    empty read). Until Kennel can keep such bodies, the write is refused; an empty folder marker works."""
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=bucket, Key="a/", Body=b"a body")
+    assert _client_code(refused) == "NotImplemented"
+    with pytest.raises(ClientError) as multipart:
+        s3.create_multipart_upload(Bucket=bucket, Key="a/")
+    assert _client_code(multipart) == "NotImplemented"
+    s3.put_object(Bucket=bucket, Key="a/", Body=b"")
+    assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b""
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="a/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == ["a/"]

@@ -166,6 +166,21 @@ def check_key(key: str, what: str = "key") -> None:
         )  # fmt: skip
 
 
+def check_folder_write(call: S3Call, body_size: int) -> None:
+    """SeaweedFS keeps a key ending in "/" as a directory and drops any body written to it (S3 would keep
+    it), so such a write is refused rather than answered 200 and silently emptied."""
+    if not (call.key and call.key.endswith("/")):
+        return
+    if (call.operation == "PutObject" and body_size > 0) or call.operation in (
+        "CopyObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"
+    ):  # fmt: skip
+        raise S3RequestError(
+            "NotImplemented", 501,
+            f"Kennel's object store keeps a key ending in '/' ({call.key[:200]!r}) as a folder marker and "
+            "cannot hold a body for it; write an empty body, or use a key without the trailing '/'.",
+        )  # fmt: skip
+
+
 def check_prefix(prefix: str) -> None:
     """A listing prefix may end in a partial segment, but may not climb out of the one it names."""
     segments = prefix.split("/")

@@ -33,6 +33,7 @@ from kennel.cloud.objectstore.operations import (
     S3Call,
     S3RequestError,
     bucket_from_host,
+    check_folder_write,
     classify,
     completed_parts,
     encode_query,
@@ -240,7 +241,13 @@ class S3Proxy:
                 await _send_error(send, method, 503, "ServiceUnavailable", str(exc), request_id)
                 return
             await self._forward(send, endpoint, request, body, call, forward_query)
-        except Exception:  # a bug must cost one request a 500, never the gateway
+        except Exception as exc:  # last resort: one request gets an S3-shaped error, never the gateway
+            if isinstance(exc, RecursionError | UnicodeError):  # only bad input causes these: the client's
+                log.warning("unchecked bad input in S3 request %s: %r", request_id, exc, exc_info=True)
+                await _send_error(send, method, 400, "InvalidArgument",
+                                  "The request could not be read (too deeply nested or not valid text).",
+                                  request_id)  # fmt: skip
+                return
             log.exception("S3 request %s failed", request_id)
             await _send_error(send, method, 500, "InternalError",
                               "We encountered an internal error. Please try again.", request_id)  # fmt: skip
@@ -313,6 +320,8 @@ class S3Proxy:
         call = classify(
             request.method, request.raw_path, query, request.headers, body=body, host_bucket=host_bucket
         )
+        declared = request.headers.get("x-amz-decoded-content-length", "")
+        check_folder_write(call, int(declared) if declared.isdigit() and len(declared) < 20 else spool.size)
         principal = verified.record.principal
         for check in call.checks:
             decision = self.cloud.authorizer.decide(
