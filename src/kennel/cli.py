@@ -200,6 +200,7 @@ def down(state_dir: Path | None = StateDir) -> None:
 def status(state_dir: Path | None = StateDir) -> None:
     """Is the gateway running, where, and is it healthy?"""
     from kennel.cloud import server
+    from kennel.runtime.sandbox import UNCONFINED_NOTE
 
     settings = _settings(state_dir)
     running = server.read_running(settings.state_dir)
@@ -209,6 +210,10 @@ def status(state_dir: Path | None = StateDir) -> None:
     health = "healthy" if server.healthy(running.port) else "NOT answering"
     uptime = time.time() - running.started
     console.print(f"Kennel at {running.endpoint}: pid {running.pid}, up {uptime:.0f} s, {health}")
+    if running.sandboxed:
+        console.print("User code: sandboxed (bubblewrap)")
+    else:
+        console.print(f"User code: {UNCONFINED_NOTE}", style="bold red")
     from kennel.cloud.objectstore.seaweed import running_pid
 
     store = running_pid(settings.state_dir / "objects")

@@ -28,6 +28,7 @@ class Running:
     pid: int
     port: int
     started: float
+    sandboxed: bool = True  # False: KENNEL_SANDBOX=off, user code runs unconfined
 
     @property
     def endpoint(self) -> str:
@@ -44,7 +45,9 @@ def read_running(state_dir: Path) -> Running | None:
     """The gateway recorded in the state directory, if its process is still alive."""
     try:
         data = json.loads((state_dir / RUNTIME_FILE).read_text())
-        running = Running(int(data["pid"]), int(data["port"]), float(data["started"]))
+        running = Running(
+            int(data["pid"]), int(data["port"]), float(data["started"]), bool(data.get("sandboxed", True))
+        )
     except (OSError, ValueError, KeyError):
         return None
     return running if _alive(running.pid) else None
@@ -93,7 +96,8 @@ def serve(settings: Settings) -> None:
     if settings.s3_eager_start:
         cloud.objects.start_in_background()  # S3 is ready by the time a user's first upload arrives
     runtime = settings.state_dir / RUNTIME_FILE
-    runtime.write_text(json.dumps({"pid": os.getpid(), "port": port, "started": time.time()}))
+    record = {"pid": os.getpid(), "port": port, "started": time.time(), "sandboxed": cloud.sandbox.confined}
+    runtime.write_text(json.dumps(record))
     config = uvicorn.Config(
         Gateway(cloud),
         host=settings.host,
