@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv sandbox-tools demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: sandbox-tools $(STAMP)
+
+# User code (Lambda functions, model servers, training jobs) runs under bubblewrap; install Debian's
+# package where `bwrap` is missing (a no-op once it is there; needs root or sudo for apt-get).
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  echo "installing bubblewrap (the sandbox for user code)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
 demo: venv
 	$(VENV)/bin/kennel demo
