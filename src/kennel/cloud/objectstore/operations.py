@@ -203,6 +203,11 @@ def completed_parts(body: bytes) -> list[int]:
                     "InvalidArgument", 400, "Part number must be an integer between 1 and 10000, inclusive"
                 )
             numbers.append(int(text))
+    if not numbers:
+        raise S3RequestError(
+            "MalformedXML", 400,
+            "The XML you provided was not well-formed or did not validate against our published schema",
+        )  # fmt: skip
     if any(later <= earlier for earlier, later in pairwise(numbers)):
         raise S3RequestError(
             "InvalidPartOrder", 400,
