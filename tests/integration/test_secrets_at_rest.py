@@ -23,13 +23,24 @@ from kennel.cloud.sealing import SEALED_PREFIX
 from kennel.settings import Settings
 
 VARIABLE = "db-password-" + "7" * 24  # a value that only this test writes
+SHELL_SECRET = "shell-secret-" + "6" * 24
 
 
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCloud]:
-    live = start_gateway(tmp_path_factory.mktemp("sealed") / "state")
+    # As if started from a shell that ran `eval $(kennel env)`: the gateway must shed these.
+    shell = {"AWS_SECRET_ACCESS_KEY": SHELL_SECRET, "GITHUB_TOKEN": SHELL_SECRET}
+    live = start_gateway(tmp_path_factory.mktemp("sealed") / "state", extra_env=shell)
     yield live
     stop_gateway(live)
+
+
+def test_foreground_gateway_environment_holds_no_secret(own: LiveCloud) -> None:
+    """Started with secrets in its environment, the gateway re-executes itself (same PID) without them."""
+    environ = Path(f"/proc/{own.pid}/environ").read_bytes()
+    assert SHELL_SECRET.encode() not in environ and b"AWS_" not in environ
+    assert b"KENNEL_S3_EAGER=0" in environ
+    assert server.healthy(int(own.endpoint.rsplit(":", 1)[1]))
 
 
 def _every_file(state: Path) -> Iterator[Path]:
@@ -72,6 +83,7 @@ def test_no_secret_in_the_state_directory_and_restart_keeps_working(own: LiveClo
         "session secret": session["SecretAccessKey"],
         "session token": session["SessionToken"],
         "Lambda variable": VARIABLE,
+        "shell secret": SHELL_SECRET,
     }
     db = own.state_dir / "kennel.db"
     assert Path(f"{db}-wal").exists()  # the WAL is there to be searched, not skipped

@@ -151,11 +151,3 @@ def is_secret_name(name: str) -> bool:
 def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` less every variable that may hold a credential (all ``AWS_*`` ones included)."""
     return {name: value for name, value in env.items() if not is_secret_name(name)}
-
-
-def drop_secrets_from_environ() -> list[str]:
-    """Remove credential-like variables from this process's ``os.environ`` (so children never get them)."""
-    dropped = [name for name in os.environ if is_secret_name(name)]
-    for name in dropped:
-        del os.environ[name]
-    return dropped

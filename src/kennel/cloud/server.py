@@ -79,6 +79,13 @@ def healthy(port: int, timeout_s: float = 1.0) -> bool:
 
 def serve(settings: Settings) -> None:
     """Foreground: build the cloud, record PID and port, serve until SIGINT/SIGTERM."""
+    from kennel.cloud.sealing import is_secret_name
+
+    if any(is_secret_name(name) for name in os.environ):
+        # /proc/<pid>/environ shows the environment a process was started with, whatever os.environ
+        # says later, so a shell's exported keys would stay readable there: start over without them.
+        # exec keeps the PID, so Ctrl-C and `kennel down` reach this same process.
+        os.execve(sys.executable, _server_command(settings, settings.port), _gateway_environment(settings))
     import uvicorn
 
     from kennel.cloud.cloudstate import Cloud
@@ -87,9 +94,6 @@ def serve(settings: Settings) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # the store, its WAL files and everything else the gateway writes: owner-only
-    from kennel.cloud.sealing import drop_secrets_from_environ
-
-    drop_secrets_from_environ()  # a shell's AWS keys must not reach model servers or SeaweedFS
     port = settings.port or free_port()
     settings = settings.model_copy(update={"port": port})
     cloud = Cloud(settings)
@@ -155,19 +159,7 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     port = settings.port or free_port()
     log = (settings.state_dir / LOG_FILE).open("ab")
-    cmd = [
-        sys.executable,
-        "-m",
-        "kennel.cloud.server",
-        "--state-dir",
-        str(settings.state_dir),
-        "--port",
-        str(port),
-        "--region",
-        settings.region,
-        "--time-scale",
-        str(settings.time_scale_s),
-    ]
+    cmd = _server_command(settings, port)
     # The gateway's own environment holds no secret (`kennel env` output exported in this shell included).
     proc = subprocess.Popen(
         cmd,
@@ -192,6 +184,22 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
     raise RuntimeError(
         f"the gateway did not become healthy in {wait_s:.0f} s; see {settings.state_dir / LOG_FILE}"
     )
+
+
+def _server_command(settings: Settings, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kennel.cloud.server",
+        "--state-dir",
+        str(settings.state_dir),
+        "--port",
+        str(port),
+        "--region",
+        settings.region,
+        "--time-scale",
+        str(settings.time_scale_s),
+    ]
 
 
 def _gateway_environment(settings: Settings) -> dict[str, str]:
