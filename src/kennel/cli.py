@@ -222,8 +222,13 @@ def status(state_dir: Path | None = StateDir) -> None:
 
 
 @app.command("env")
-def env(state_dir: Path | None = StateDir) -> None:
-    """Print the `export` lines that point AWS clients at Kennel as the admin user."""
+def env(
+    state_dir: Path | None = StateDir,
+    role: str | None = typer.Option(
+        None, "--role", help="print a session of this role instead (what get_execution_role() needs)"
+    ),
+) -> None:
+    """Print the `export` lines that point AWS clients at Kennel as the admin user (or as a role)."""
     from kennel.cloud import server
     from kennel.cloud.cloudstate import admin_credentials
 
@@ -234,8 +239,25 @@ def env(state_dir: Path | None = StateDir) -> None:
     if creds is None:
         console.print("# no state yet: run `kennel up` first", style="red")
         raise typer.Exit(1)
-    print(f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}")
+    endpoint = f"http://127.0.0.1:{port}"
+    print(f"export AWS_ENDPOINT_URL={endpoint}")
     print(f"export AWS_DEFAULT_REGION={settings.region}")
+    if role:
+        from kennel.cloud.roleenv import RoleEnvError, role_credentials
+
+        if running is None:
+            console.print("# Kennel is not running: start it with `kennel up`", style="red")
+            raise typer.Exit(1)
+        try:
+            session = role_credentials(settings, endpoint, creds.access_key_id, creds.secret_access_key, role)
+        except RoleEnvError as exc:
+            console.print(f"# {exc}", style="red")
+            raise typer.Exit(1) from None
+        print(f"export AWS_ACCESS_KEY_ID={session['AccessKeyId']}")
+        print(f"export AWS_SECRET_ACCESS_KEY={session['SecretAccessKey']}")
+        print(f"export AWS_SESSION_TOKEN={session['SessionToken']}")
+        print("unset AWS_PROFILE")
+        return
     print(f"export AWS_ACCESS_KEY_ID={creds.access_key_id}")
     print(f"export AWS_SECRET_ACCESS_KEY={creds.secret_access_key}")
     print("unset AWS_SESSION_TOKEN AWS_PROFILE")

@@ -121,9 +121,12 @@ def prepare_channels(
             objects = storage.manifest_keys(uri, job_root)
         else:
             bucket, prefix = parse_s3_url(uri)
-            # A key's path below the prefix's last "/" is kept, as SageMaker lays out File-mode data.
-            base = prefix[: prefix.rfind("/") + 1]
-            objects = [(bucket, key, key[len(base) :]) for key, _size in storage.list_objects(uri)]
+            # File mode lays an object out at its key minus the channel's prefix (the seeds read
+            # s3://bucket/dogImages as <channel>/train/...); an object named by the whole URI keeps its name.
+            objects = [
+                (bucket, key, key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1])
+                for key, _size in storage.list_objects(uri)
+            ]
         if not objects:
             raise storage.no_objects(uri)
         objects.sort(key=lambda entry: entry[1])

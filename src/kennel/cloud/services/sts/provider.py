@@ -99,30 +99,49 @@ class StsProvider(Provider):
 
         Session policies are stored with the session; every request made with its keys is then limited
         to what they allow as well (see ``IdentityDirectory.policies_for``)."""
-        now = time.time()
-        record = {
-            "access_key_id": ids.access_key_id(temporary=True),
-            "secret": ids.secret_access_key(),
-            "session_token": ids.session_token(),
-            "role_name": role,
-            "session_name": session,
-            "source_arn": source_arn,
-            "created": now,
-            "expires": now + duration_s,
-            "session_policy": session_policy,
-            "session_policy_arns": json.dumps(list(session_policy_arns))
-            if session_policy_arns is not None
-            else None,
-        }
-        with self.cloud.store.write() as conn:
-            conn.execute(delete(t.sessions).where(t.sessions.c.expires < now - 86400))  # keep the table small
-            conn.execute(t.sessions.insert().values(**record))
-        return {
-            "AccessKeyId": record["access_key_id"],
-            "SecretAccessKey": record["secret"],
-            "SessionToken": record["session_token"],
-            "Expiration": when(record["expires"]),
-        }
+        return issue_session(
+            self.cloud.store, role, session, source_arn, duration_s,
+            session_policy=session_policy, session_policy_arns=session_policy_arns,
+        )  # fmt: skip
+
+
+def issue_session(
+    store,
+    role: str,
+    session: str,
+    source_arn: str,
+    duration_s: int,
+    *,
+    session_policy: str | None = None,
+    session_policy_arns: tuple[str, ...] | None = None,
+) -> dict:
+    """Write a role session to the store and return its credentials in STS's shape. The gateway's STS
+    and services acting as a role use it; so does `kennel env --role` for a role only a service may
+    assume (a notebook instance's role), where Kennel acts as that service."""
+    now = time.time()
+    record = {
+        "access_key_id": ids.access_key_id(temporary=True),
+        "secret": ids.secret_access_key(),
+        "session_token": ids.session_token(),
+        "role_name": role,
+        "session_name": session,
+        "source_arn": source_arn,
+        "created": now,
+        "expires": now + duration_s,
+        "session_policy": session_policy,
+        "session_policy_arns": json.dumps(list(session_policy_arns))
+        if session_policy_arns is not None
+        else None,
+    }
+    with store.write() as conn:
+        conn.execute(delete(t.sessions).where(t.sessions.c.expires < now - 86400))  # keep the table small
+        conn.execute(t.sessions.insert().values(**record))
+    return {
+        "AccessKeyId": record["access_key_id"],
+        "SecretAccessKey": record["secret"],
+        "SessionToken": record["session_token"],
+        "Expiration": when(record["expires"]),
+    }
 
 
 def _role_name(arn: str) -> str:
