@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import tomllib
 from pathlib import Path
 
@@ -69,3 +71,28 @@ def test_config_follows_a_moved_state_directory_and_keeps_jwt_keys(tmp_path: Pat
     config = tomllib.loads(moved.config.read_text())
     assert config["jwt"] == keys
     assert config["grpc"]["ca"] == str(tmp_path / "b" / "tls" / "ca.crt")
+
+
+def _one_shot_server(reply: bytes) -> tuple[int, threading.Thread]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.recv(64)
+            if reply:
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return port, thread
+
+
+def test_plaintext_grpc_is_detected() -> None:
+    settings_frame = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"
+    port, thread = _one_shot_server(settings_frame)
+    assert weedsecurity.plaintext_grpc_answers(port)
+    thread.join(timeout=5)
+    port, thread = _one_shot_server(b"\x15\x03\x03\x00\x02\x02\x50")  # a TLS alert: not plaintext gRPC
+    assert not weedsecurity.plaintext_grpc_answers(port)
+    thread.join(timeout=5)
