@@ -40,6 +40,7 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 TICK_S = 0.1
 CHECKPOINT_SYNC_S = 10.0
+SHUTDOWN_GRACE_S = 3.0  # `kennel down` gives a job's hosts this long after SIGTERM
 
 
 class TrainingRunner:
@@ -249,7 +250,8 @@ class TrainingRunner:
             if name in self._stops and stop_sent is None:
                 run.terminate()
                 stop_sent = now
-            if stop_sent is not None and now - stop_sent > self.stop_grace_s:
+            grace = SHUTDOWN_GRACE_S if self._stops.get(name) == "Interrupted" else self.stop_grace_s
+            if stop_sent is not None and now - stop_sent > grace:
                 run.kill()
             if spec.get("CheckpointConfig") and now - last_sync > CHECKPOINT_SYNC_S:
                 last_sync = now
@@ -271,7 +273,9 @@ class TrainingRunner:
             "metric_series": {k: v[-500:] for k, v in tracker.series.items()},
         })  # fmt: skip
         if outcome == "Interrupted":
-            return  # Kennel is shutting down; restore() decides on the next start
+            if spec.get("CheckpointConfig"):
+                self._sync_checkpoints(name, spec, run.hosts)  # what the script saved survives the restart
+            return  # Kennel is shutting down; restore() resumes or fails the job on the next start
         if outcome != "Failed":
             try:
                 self._transition(name, "Uploading")
