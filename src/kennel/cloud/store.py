@@ -14,6 +14,7 @@ rewrites the file and empties the WAL so no plaintext copy stays on disk.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,15 @@ from sqlalchemy import (
     update,
 )
 
-from kennel.cloud.sealing import KEY_FILE, SEALED_PREFIX, Sealed, Sealer, attach, load_or_create_key
+from kennel.cloud.sealing import (
+    KEY_FILE,
+    SEALED_PREFIX,
+    Sealed,
+    Sealer,
+    SealingError,
+    attach,
+    load_or_create_key,
+)
 
 SCHEMA_VERSION = 3
 
@@ -73,8 +82,15 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
+        key_path = key_file or self.path.parent / KEY_FILE
+        if not fresh and not key_path.exists() and _sealed_schema(self.path):
+            # A new key could open nothing already sealed: say so instead of failing on first use.
+            raise SealingError(
+                f"{key_path} is missing, so the secrets sealed in {self.path} cannot be opened; restore "
+                "the key file from a backup of this state directory (or start with a new state directory)"
+            )
         # Read once, held in memory: the key never travels through the environment.
-        sealer = Sealer(load_or_create_key(key_file or self.path.parent / KEY_FILE))
+        sealer = Sealer(load_or_create_key(key_path))
         self.engine = create_engine(f"sqlite:///{self.path}", connect_args={"check_same_thread": False})
         attach(self.engine.dialect, sealer)
         event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -156,6 +172,19 @@ def add_columns(conn: Connection, from_version: int) -> None:
         present = {info[1] for info in conn.exec_driver_sql(f'PRAGMA table_info("{table}")')}
         if present and column not in present:
             conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type}')
+
+
+def _sealed_schema(path: Path) -> bool:
+    """Whether the store at ``path`` was written at schema 2 or later (its secrets are sealed)."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = connection.execute("SELECT value FROM kennel_meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return row is not None and int(row[0]) >= 2
 
 
 def seal_plaintext(conn: Connection) -> int:

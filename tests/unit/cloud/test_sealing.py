@@ -163,7 +163,18 @@ def test_store_with_another_key_does_not_open(tmp_path: Path) -> None:
     _add_key(store, "S")
     store.close()
     other = tmp_path / "other.key"
+    load_or_create_key(other)
     store = Store(tmp_path / "kennel.db", key_file=other)
     with pytest.raises(SealingError), store.read() as conn:
         conn.execute(select(t.access_keys.c.secret)).all()
     store.close()
+
+
+def test_a_sealed_store_without_its_key_says_so(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kennel.db")
+    _add_key(store, "S")
+    store.close()
+    (tmp_path / "secrets.key").unlink()
+    with pytest.raises(SealingError, match=r"secrets\.key is missing"):
+        Store(tmp_path / "kennel.db")
+    assert not (tmp_path / "secrets.key").exists()  # no new key that could seal nothing old
