@@ -77,6 +77,9 @@ class TrainingRunner:
         self._stops: dict[str, str] = {}  # job -> "Stopped" | "MaxRuntimeExceeded"
         self._threads: dict[str, threading.Thread] = {}
         self._closing = False
+        # Called with (job, metric, value, timestamp) for every metric value as its log line arrives:
+        # tuning jobs judge running trials on these (Hyperband, Auto early stopping).
+        self.observers: list[Callable[[str, str, float, float], None]] = []
 
     # --- public -------------------------------------------------------------------------------------
     def initial_state(self, now: float) -> dict:
@@ -219,6 +222,8 @@ class TrainingRunner:
                 self.metric_sink.put(
                     METRIC_NAMESPACE, metric, {"Host": f"{name}/{host}"}, value, timestamp=when
                 )
+                for observer in self.observers:
+                    observer(name, metric, value, when)
 
         def flush() -> None:
             with pending_lock:
