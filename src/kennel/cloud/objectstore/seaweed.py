@@ -2,7 +2,10 @@
 
 Every port binds to 127.0.0.1 and is picked free at start (the gateway is the only client, so
 nothing needs a fixed port); telemetry is off and the Iceberg/Lance side servers are not started.
-Its data lives under ``<state_dir>/objects`` and survives restarts. The PID is written beside the
+Every other door is closed to anyone without Kennel's certificates (see ``weedsecurity``: mutual TLS
+on every gRPC port and on the master's and volume server's HTTP, JWTs for volume reads and writes), and
+glog writes under ``<state_dir>/objects/logs`` rather than /tmp. Its data lives under
+``<state_dir>/objects`` and survives restarts. The PID is written beside the
 data so a gateway that was killed hard does not leave an orphan that keeps the data directory.
 """
 
