@@ -277,3 +277,55 @@ def test_list_filters_sorts_pages_and_tags(env):
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": "stage", "Value": "dev"}])
     sm.delete_tags(ResourceArn=arn, TagKeys=["team"])
     assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "stage", "Value": "dev"}]
+
+
+RULES_SCRIPT = """
+import time
+for epoch in range(6):
+    print(f"Train Loss: {1.0 / (epoch + 1):.4f}", flush=True)
+    print(f"Testing Loss: {1.0 / (epoch + 1) + 0.5 * epoch:.4f}", flush=True)
+    time.sleep(0.3)
+"""
+RULES_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
+
+
+def _rule(name: str) -> dict:
+    return {
+        "RuleConfigurationName": name,
+        "RuleEvaluatorImage": RULES_IMAGE,
+        "RuleParameters": {"rule_to_invoke": name},
+    }
+
+
+def test_debugger_and_profiler_rules(env, cloud):
+    name = unique("rules")
+    _create(
+        env, name, {"train.py": RULES_SCRIPT},
+        metric_definitions=[
+            {"Name": "Train Loss", "Regex": r"Train Loss: ([0-9\\.]+)"},
+            {"Name": "Test Loss", "Regex": r"Testing Loss: ([0-9\\.]+)"},
+        ],
+        DebugHookConfig={"S3OutputPath": f"s3://{BUCKET}/", "CollectionConfigurations": [
+            {"CollectionName": "gradients", "CollectionParameters": {"save_interval": "500"}}]},
+        DebugRuleConfigurations=[_rule("Overfit"), _rule("LossNotDecreasing"), _rule("VanishingGradient")],
+        ProfilerConfig={"S3OutputPath": f"s3://{BUCKET}/", "ProfilingIntervalInMilliseconds": 500},
+        ProfilerRuleConfigurations=[_rule("ProfilerReport")],
+    )  # fmt: skip
+    running = env["sm"].describe_training_job(TrainingJobName=name)
+    assert {s["RuleEvaluationStatus"] for s in running["DebugRuleEvaluationStatuses"]} == {"InProgress"}
+    job = wait_done(env["sm"], name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    verdicts = {s["RuleConfigurationName"]: s for s in job["DebugRuleEvaluationStatuses"]}
+    assert verdicts["Overfit"]["RuleEvaluationStatus"] == "IssuesFound"
+    assert verdicts["Overfit"]["StatusDetails"].startswith("RuleEvaluationConditionMet")
+    assert verdicts["LossNotDecreasing"]["RuleEvaluationStatus"] == "NoIssuesFound"
+    assert verdicts["VanishingGradient"]["RuleEvaluationStatus"] == "Error"
+    assert job["ProfilerRuleEvaluationStatuses"][0]["RuleEvaluationStatus"] == "NoIssuesFound"
+    assert job["ProfilingStatus"] == "Enabled" and job["DebugHookConfig"]["S3OutputPath"] == f"s3://{BUCKET}/"
+    key = f"{name}/rule-output/ProfilerReport/profiler-output/profiler-report.html"
+    page = env["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    assert "Profiler report" in page and "algo-1" in page and "data:image/png;base64," in page
+    cpu = cloud.client("cloudwatch").list_metrics(
+        Namespace="/aws/sagemaker/TrainingJobs", MetricName="CPUUtilization"
+    )
+    assert any(d["Value"] == f"{name}/algo-1" for m in cpu["Metrics"] for d in m["Dimensions"])

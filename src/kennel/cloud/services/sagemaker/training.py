@@ -85,7 +85,7 @@ class TrainingJobs:
             conn.execute(
                 t.training_jobs.insert().values(
                     name=name, arn=arn, created=now, modified=now, status="InProgress", secondary="Starting",
-                    spec=dumps(spec), state=dumps(self.runner.initial_state(now)),
+                    spec=dumps(spec), state=dumps(self.runner.initial_state(now, spec, name, self.account)),
                     tuning_job_arn=tuning_job_arn, tags=dumps(params.get("Tags", [])),
                 )
             )  # fmt: skip

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,11 +25,19 @@ from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import dumps
 from kennel.cloud.services.sagemaker.jobdata import JobFailure, RoleS3, clear
 from kennel.cloud.services.sagemaker.training_inputs import prepare_channels, prepare_code
-from kennel.runtime.jobs.contract import Channel, host_names
+from kennel.cloud.services.sagemaker.training_outputs import algorithm_error, sync_checkpoints, upload_outputs
+from kennel.cloud.services.sagemaker.training_rules import (
+    final_statuses,
+    initial_statuses,
+    wants_profiler_report,
+    write_profiler_report,
+)
+from kennel.runtime.jobs.contract import host_names
 from kennel.runtime.jobs.engine import Engine
 from kennel.runtime.jobs.metrics import MetricTracker, compile_definitions
 from kennel.runtime.jobs.spec import JobSpec
 from kennel.runtime.jobs.statuses import SECONDARY, Transition, advance
+from kennel.runtime.jobs.usage import UsageSampler
 from kennel.runtime.telemetry import LogSink, MetricSink
 
 log = logging.getLogger("kennel.training")
@@ -40,6 +46,7 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 TICK_S = 0.1
 CHECKPOINT_SYNC_S = 10.0
+USAGE_SAMPLE_S = 1.0
 SHUTDOWN_GRACE_S = 3.0  # `kennel down` gives a job's hosts this long after SIGTERM
 
 
@@ -82,8 +89,10 @@ class TrainingRunner:
         self.observers: list[Callable[[str, str, float, float], None]] = []
 
     # --- public -------------------------------------------------------------------------------------
-    def initial_state(self, now: float) -> dict:
-        return {"transitions": [advance([], "Starting", now)[0].wire()], "stream_stamp": int(now)}
+    def initial_state(self, now: float, spec: dict, name: str, account: str) -> dict:
+        state = {"transitions": [advance([], "Starting", now)[0].wire()], "stream_stamp": int(now)}
+        state.update(initial_statuses(spec, name, self.region, account, now))
+        return state
 
     def instances_in_use(self) -> int:
         return self._in_use
@@ -235,6 +244,8 @@ class TrainingRunner:
         started = self.clock()
         self._transition(name, "Training", extra={"training_start": started})
         run = self.engine.launch(job_spec, on_line)
+        samplers = {host.name: UsageSampler(host.proc.pid) for host in run.hosts if host.proc is not None}
+        last_sample = 0.0
         outcome, failure = "Completed", None
         deadline = started + max_runtime
         stop_sent: float | None = None
@@ -244,6 +255,9 @@ class TrainingRunner:
                 self._lock.wait(TICK_S)
             flush()
             now = self.clock()
+            if now - last_sample >= USAGE_SAMPLE_S:
+                last_sample = now
+                self._sample_usage(name, samplers, now)
             failed = run.failed_host()
             if failed is not None and stop_sent is None:
                 run.terminate()  # the other hosts cannot finish a job that has already failed
@@ -270,13 +284,14 @@ class TrainingRunner:
                 host for host in run.hosts if codes.get(host.name) is None
             ]
             if bad:
-                outcome, failure = "Failed", _algorithm_error(bad[0], codes.get(bad[0].name))
+                outcome, failure = "Failed", algorithm_error(bad[0], codes.get(bad[0].name))
         ended = self.clock()
         self._update_state(name, {
             "final_metrics": tracker.final_metrics(),
             "training_seconds": max(1, round(ended - started)),
             "metric_series": {k: v[-500:] for k, v in tracker.series.items()},
         })  # fmt: skip
+        self._finish_rules(name, spec, outcome, tracker, samplers)
         if outcome == "Interrupted":
             if spec.get("CheckpointConfig"):
                 self._sync_checkpoints(name, spec, run.hosts)  # what the script saved survives the restart
@@ -291,38 +306,44 @@ class TrainingRunner:
             self._sync_checkpoints(name, spec, run.hosts)
         self._finish(name, outcome, failure=failure)
 
+    # --- host metrics and rules -------------------------------------------------------------------
+    def _sample_usage(self, name: str, samplers: dict[str, UsageSampler], now: float) -> None:
+        for host, sampler in samplers.items():
+            found = sampler.sample(now)
+            if found is None:
+                continue
+            dims = {"Host": f"{name}/{host}"}
+            self.metric_sink.put(
+                METRIC_NAMESPACE, "CPUUtilization", dims, found[0], unit="Percent", timestamp=now
+            )
+            self.metric_sink.put(
+                METRIC_NAMESPACE, "MemoryUtilization", dims, found[1], unit="Percent", timestamp=now
+            )
+
+    def _finish_rules(self, name: str, spec: dict, outcome: str, tracker, samplers) -> None:
+        if not (spec.get("DebugRuleConfigurations") or spec.get("ProfilerRuleConfigurations")):
+            return
+        if outcome == "Interrupted":
+            return
+        report = False
+        if outcome in ("Completed", "Stopped") and wants_profiler_report(spec):
+            usage = {host: sampler.samples for host, sampler in samplers.items()}
+            report = write_profiler_report(
+                self.role_s3(spec["RoleArn"]), spec, name, usage, tracker.series, self.root / name / "report"
+            )
+        values = {metric: [value for _, value in points] for metric, points in tracker.series.items()}
+        state = json.loads(self._row(name)["state"])
+        self._update_state(
+            name, final_statuses(spec, state, values, self.clock(), outcome=outcome, report_written=report)
+        )
+
     # --- outputs ------------------------------------------------------------------------------------
     def _upload(self, name: str, spec: dict, hosts) -> None:
-        storage = self.role_s3(spec["RoleArn"])
-        output = spec["OutputDataConfig"]
-        base = output["S3OutputPath"].rstrip("/") + f"/{name}/output"
         scratch = self.root / name / "upload"
-        clear(scratch)
-        # AWS merges every host's /opt/ml/model; on a clash the first host (the master) wins here.
-        ordered = sorted(hosts, key=lambda h: h.name, reverse=True)
-        if output.get("CompressionType") == "NONE":
-            merged = scratch / "model"
-            for host in ordered:
-                shutil.copytree(host.model_dir, merged, dirs_exist_ok=True, symlinks=False)
-            storage.upload_tree(merged, f"{base}/model")
-        else:
-            storage.upload(
-                _tar([h.model_dir for h in ordered], scratch / "model.tar.gz"), f"{base}/model.tar.gz"
-            )
-        data_dirs = [h.output_dir / "data" for h in ordered if any((h.output_dir / "data").iterdir())]
-        if data_dirs:
-            storage.upload(_tar(data_dirs, scratch / "output.tar.gz"), f"{base}/output.tar.gz")
-        if spec.get("CheckpointConfig"):
-            self._sync_checkpoints(name, spec, hosts)
-        shutil.rmtree(scratch, ignore_errors=True)
+        upload_outputs(self.role_s3(spec["RoleArn"]), spec, name, hosts, scratch)
 
     def _sync_checkpoints(self, name: str, spec: dict, hosts) -> None:
-        storage = self.role_s3(spec["RoleArn"])
-        try:
-            for host in hosts:
-                storage.upload_tree(host.checkpoint_dir, spec["CheckpointConfig"]["S3Uri"])
-        except JobFailure as exc:
-            log.warning("checkpoint sync of %s failed: %s", name, exc.reason)
+        sync_checkpoints(self.role_s3(spec["RoleArn"]), spec, name, hosts)
 
     # --- capacity -----------------------------------------------------------------------------------
     def _acquire(self, name: str, count: int) -> bool:
@@ -456,38 +477,3 @@ def _transition_from(item: dict) -> Transition:
 
 def _flag(hps: dict, name: str) -> bool:
     return str(hps.get(name, "")).strip('"').lower() == "true"
-
-
-def _tar(dirs: list[Path], dest: Path) -> Path:
-    seen: set[str] = set()
-    with tarfile.open(dest, "w:gz") as tar:
-        for root in reversed(dirs):  # the last directory listed wins a name clash: add it first
-            for path in sorted(root.rglob("*")):
-                if path.is_symlink() or not (path.is_file() or path.is_dir()):
-                    continue
-                arcname = path.relative_to(root).as_posix()
-                if arcname in seen:
-                    continue
-                seen.add(arcname)
-                tar.add(path, arcname=arcname, recursive=False)
-    return dest
-
-
-def _algorithm_error(host, code: int | None) -> str:
-    text = host.failure_file()
-    if text:
-        return f"AlgorithmError: {text}"
-    tail = " | ".join(line for line in list(host.tail)[-5:] if line.strip())
-    signal_note = f" (killed by signal {-code})" if code is not None and code < 0 else ""
-    reason = f'AlgorithmError: ExecuteUserScriptError:\nExitCode {code}{signal_note}\nErrorMessage "{tail}"'
-    return reason[:1024]
-
-
-def channel_of(item: dict) -> Channel:
-    source = item["DataSource"]["S3DataSource"]
-    return Channel(
-        name=item["ChannelName"],
-        distribution=source.get("S3DataDistributionType", "FullyReplicated"),
-        input_mode=item.get("InputMode", "File"),
-        content_type=item.get("ContentType"),
-    )
