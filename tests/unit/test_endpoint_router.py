@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import socketserver
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -28,6 +30,7 @@ from kennel.runtime.endpoints.router import (
     pick_instance,
     pick_variant,
 )
+from kennel.runtime.sandbox import Sandbox
 
 
 @dataclass(eq=False)
@@ -190,7 +193,7 @@ def test_instance_types_map_to_local_profiles() -> None:
     assert env["OMP_NUM_THREADS"] == "4" and env["CUDA_VISIBLE_DEVICES"] == ""
 
 
-# --- a real Instance's HTTP client against a local server --------------------------------------------
+# --- a real Instance's HTTP client against a local server on a Unix socket, as model servers listen ------
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -198,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
     connections: ClassVar[set] = set()
 
     def do_POST(self) -> None:
-        _Handler.connections.add(self.client_address)
+        _Handler.connections.add(id(self.connection))  # one handler per connection, keep-alive included
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if body == b"slow":
             time.sleep(1.0)
@@ -215,19 +218,33 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
 @pytest.fixture
-def local_server():
+def local_server(tmp_path: Path):
     _Handler.connections = set()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _UnixHTTPServer(str(tmp_path / "model.sock"), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
 
 
-def test_instance_keeps_connections_alive_recovers_stale_ones_and_times_out(local_server) -> None:
-    instance = Instance(variant="A", model_dir=".", environment={}, profile=profile_for("ml.m5.large"))
-    instance.port = local_server.server_address[1]
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    box = Sandbox(gateway_port=1, state_dir=tmp_path, enabled=False)  # nothing is spawned here
+    yield box
+    box.close()
+
+
+def test_instance_keeps_connections_alive_recovers_stale_ones_and_times_out(local_server, sandbox) -> None:
+    instance = Instance(
+        variant="A", model_dir=".", environment={}, profile=profile_for("ml.m5.large"),
+        sandbox=sandbox, socket_root=Path(local_server.server_address).parent,
+    )  # fmt: skip
+    instance.socket_path = local_server.server_address
     instance.healthy = True
     for i in range(3):
         assert instance.post(f"hi {i}".encode(), {}, 5.0).body == f"hi {i}".encode()
