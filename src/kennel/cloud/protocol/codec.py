@@ -118,7 +118,11 @@ def from_text(member: Member | Shape, text: str, default_ts: str = "iso8601") ->
         # int() alone would also take "1_000", " 7" and 5000-digit numbers.
         if not _INTEGER.fullmatch(text):
             raise WireTypeError(f"'{text}' is not an integer")
-        return int(text)
+        number = int(text)
+        bits = _INT_BITS.get(kind, 63)
+        if not -(2**bits) <= number < 2**bits:
+            raise WireTypeError(f"'{text}' is out of range for {'an integer' if bits == 31 else 'a long'}")
+        return number
     if kind in ("float", "double"):
         special = _SPECIAL_FLOATS.get(text)
         if special is not None:
@@ -324,13 +328,21 @@ def _string_in(shape: Shape, value: Any, _: Any) -> Any:
     return value
 
 
+_INT_BITS = {"integer": 31, "long": 63}  # Java's int and long, which Coral deserializes into
+
+
 def _int_in(shape: Shape, value: Any, _: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(shape, value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _mismatch(shape, value)
-        return int(value)  # Coral truncates fractional numbers given for integers
+        value = int(value)  # Coral truncates fractional numbers given for integers
+    bits = _INT_BITS.get(shape.type, 63)
+    if not -(2**bits) <= value < 2**bits:  # out of range: never handed to a provider, SQLite or a float
+        raise SerializationException(
+            f"NUMBER_VALUE is out of range for {_TARGET.get(shape.type, shape.type)}"
+        )
     return value
 
 
@@ -339,7 +351,12 @@ def _float_in(shape: Shape, value: Any, _: Any) -> Any:
         return _SPECIAL_FLOATS[value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(shape, value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer literal past a double's range
+        raise SerializationException(
+            f"NUMBER_VALUE is out of range for {_TARGET.get(shape.type, shape.type)}"
+        ) from None
 
 
 def _bool_in(shape: Shape, value: Any, _: Any) -> Any:
