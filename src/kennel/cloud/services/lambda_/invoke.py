@@ -214,6 +214,9 @@ def _payload(data, kind: str) -> bytes:
             json.loads(data)
         except ValueError as exc:
             raise m.user(f"Could not parse request body into json: {exc}", m.InvalidRequestContent) from None
+        except RecursionError:  # thousands of levels deep: more than the parser (or a handler) can take
+            raise m.user("Could not parse request body into json: nested too deeply",
+                         m.InvalidRequestContent) from None  # fmt: skip
     return data
 
 
@@ -222,6 +225,6 @@ def _client_context(header: str | None) -> dict | None:
         return None
     try:
         value = json.loads(base64.b64decode(header, validate=True))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise m.user("Client context must be a valid Base64-encoded JSON object.") from None
     return value if isinstance(value, dict) else None
