@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
-from kennel.cloud.auth.sigv4 import _ONE_MECHANISM, AuthError, Reason, SecretRecord, VerifiedRequest
+from kennel.cloud.auth.sigv4 import ONE_MECHANISM, AuthError, Reason, SecretRecord, VerifiedRequest
 
 # Query parameters that are part of the signed resource.
 _SUBRESOURCES = frozenset(
@@ -112,7 +112,7 @@ def _verify_v2(
     signed_query_v4 = any(f"X-Amz-{name}" in params for name in ("Algorithm", "Credential", "Signature"))
     if (presigned and headers.get("authorization")) or signed_query_v4:
         # AWS refuses a request that authenticates two ways (here: a query signature and a header).
-        raise AuthError(Reason.INCOMPLETE, _ONE_MECHANISM, s3=("InvalidArgument", 400, None))
+        raise AuthError(Reason.INCOMPLETE, ONE_MECHANISM, s3=("InvalidArgument", 400, None))
     if presigned:
         key_id, signature = params.get("AWSAccessKeyId", ""), params["Signature"]
         expires = params.get("Expires", "")

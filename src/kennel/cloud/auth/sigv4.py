@@ -133,6 +133,7 @@ _S3_SHA: _Entry = ("XAmzContentSHA256Mismatch", 400,
 # Details as AWS words them (S3 aside).
 _ONE_MECHANISM = ("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
                   "query string parameter or the Authorization header should be specified")
+ONE_MECHANISM = _ONE_MECHANISM  # sigv2 refuses mixed mechanisms in the same words
 _NO_EQUALS = "'{}' not a valid key=value pair (missing equal-sign) in Authorization header: '{}'."
 _REQUIRES = "Authorization header requires '{}' parameter."
 _REQUIRES_DATE = "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
