@@ -112,7 +112,7 @@ class GuardedProtocol(HttpToolsProtocol):
         elif self._in_headers:
             self._arm(self.header_timeout_s)
         else:
-            self._disarm()  # idle: uvicorn's keep-alive timer (same length) is running
+            self._arm(self.keep_alive_timeout_s)  # idle (uvicorn's own timer, if configured, agrees)
 
     # --- write stalls ---------------------------------------------------------------------------------
     def pause_writing(self) -> None:
