@@ -53,7 +53,7 @@ class Range:
         if self.kind == "Categorical":
             return str(sampled)
         if self.kind == "Integer":
-            return str(int(round(float(sampled))))
+            return str(round(float(sampled)))
         value = float(sampled)
         if self.scaling == "ReverseLogarithmic":
             value = 1.0 - value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from kennel.cloud.services.sagemaker.resources import ResourcesMixin, read_model
 from kennel.cloud.services.sagemaker.tags import SageMakerTags
 from kennel.cloud.services.sagemaker.training import TrainingJobs
 from kennel.cloud.services.sagemaker.training_wiring import build_training
+from kennel.cloud.services.sagemaker.tuning import KIND as TUNING_KIND
+from kennel.cloud.services.sagemaker.tuning import TuningJobs
 from kennel.runtime.endpoints.artifacts import ModelDataError
 from kennel.runtime.endpoints.manager import EndpointManager
 from kennel.runtime.endpoints.metrics import NullMetricSink
@@ -40,6 +43,11 @@ _OPERATION = re.compile(
     r"^(Create|Describe|Delete|Update|Stop)(Model|EndpointConfig|Endpoint|TrainingJob)(WeightsAndCapacities)?$"
 )
 _TAGGING = frozenset({"AddTags", "ListTags", "DeleteTags"})
+# Tuning operations act on the tuning job named in the request (ListTrainingJobsFor... included).
+_TUNING = frozenset({
+    "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", "StopHyperParameterTuningJob",
+    "ListTrainingJobsForHyperParameterTuningJob",
+})  # fmt: skip
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -83,6 +91,7 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         self._closing = False
         self.manager: EndpointManager | None = None  # type: ignore[assignment]
         self.training: TrainingJobs | None = None
+        self.tuning: TuningJobs | None = None
         self.tags = SageMakerTags(cloud.store, self.arn)
         if cloud.settings.allow_local_model_data:
             accept_local_model_data()
@@ -94,6 +103,9 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
         if operation in _TAGGING:
             return params.get("ResourceArn") or "*"
+        if operation in _TUNING:
+            name = params.get("HyperParameterTuningJobName")
+            return sagemaker_arn(ctx.region, ctx.account, TUNING_KIND, name) if name else "*"
         match = _OPERATION.match(operation)
         if match is None:
             return "*"
@@ -118,6 +130,12 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
         )
         self.restore()
         self.training = build_training(self.cloud, work / "jobs")
+        self.tuning = TuningJobs(
+            store=self.cloud.store, region=settings.region, account=settings.account_id,
+            training=self.training, require_passable=self.cloud.service_roles.require_passable,
+            clock=time.time,
+        )  # fmt: skip
+        self.tuning.start()
 
     # --- training jobs and tags: composed objects, dispatched here -----------------------------------
     def create_training_job(self, params: dict, ctx: Context) -> dict:
@@ -131,6 +149,22 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
 
     def stop_training_job(self, params: dict, ctx: Context) -> dict:
         return self.training.stop(params, ctx)
+
+    # --- hyperparameter tuning jobs (tuning.py; trials are training jobs) ------------------------------
+    def create_hyper_parameter_tuning_job(self, params: dict, ctx: Context) -> dict:
+        return self.tuning.create(params, ctx)
+
+    def describe_hyper_parameter_tuning_job(self, params: dict, ctx: Context) -> dict:
+        return self.tuning.describe(params, ctx)
+
+    def list_hyper_parameter_tuning_jobs(self, params: dict, ctx: Context) -> dict:
+        return self.tuning.list(params, ctx)
+
+    def stop_hyper_parameter_tuning_job(self, params: dict, ctx: Context) -> dict:
+        return self.tuning.stop(params, ctx)
+
+    def list_training_jobs_for_hyper_parameter_tuning_job(self, params: dict, ctx: Context) -> dict:
+        return self.tuning.list_trials(params, ctx)
 
     def add_tags(self, params: dict, ctx: Context) -> dict:
         return self.tags.add(params)
@@ -176,6 +210,8 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
 
     def close(self) -> None:
         self._closing = True
+        if self.tuning is not None:  # first: no trial may be launched while training shuts down
+            self.tuning.close()
         if self.training is not None:
             self.training.runner.close()
         if self.manager is not None:

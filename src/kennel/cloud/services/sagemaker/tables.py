@@ -59,3 +59,17 @@ training_jobs = Table(
     Column("tuning_job_arn", String, nullable=True),
     Column("tags", Text, nullable=False, default="[]"),
 )
+
+tuning_jobs = Table(
+    "sagemaker_tuning_jobs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("arn", String, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("modified", Float, nullable=False),
+    Column("status", String, nullable=False),  # HyperParameterTuningJobStatus
+    Column("spec", Text, nullable=False),  # CreateHyperParameterTuningJob's input minus Tags
+    # Trials launched (index, definition), stop request, early stops, end time, completion details.
+    Column("state", Text, nullable=False, default="{}"),
+    Column("tags", Text, nullable=False, default="[]"),
+)

@@ -17,6 +17,7 @@ _TABLES: dict[str, Table] = {
     "endpoint-config": t.endpoint_configs,
     "endpoint": t.endpoints,
     "training-job": t.training_jobs,
+    "hyper-parameter-tuning-job": t.tuning_jobs,
 }
 
 
