@@ -6,11 +6,10 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.integration.test_lambda_support import REPORT, create, lambda_client, make_role, tail
+from tests.integration.test_lambda_support import REPORT, create, lambda_client, make_role, overlap, tail
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +38,10 @@ def burst(lam, count: int, event: dict, **params) -> list[tuple[str, object, obj
         return list(pool.map(one, range(count)))
 
 
-def slots(tmp_path: Path) -> str:
-    (tmp_path / "running").mkdir()
-    (tmp_path / "done").mkdir()
-    return str(tmp_path)
-
-
-def test_reserved_concurrency_caps_a_burst(cloud, lam, role, tmp_path) -> None:
+def test_reserved_concurrency_caps_a_burst(cloud, lam, role) -> None:
     name = create(lam, role, Timeout=30)
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=5)
-    shared = slots(tmp_path)
-    results = burst(lam, 20, {"op": "slot", "dir": shared, "seconds": 1}, FunctionName=name)
+    results = burst(lam, 20, {"op": "slot", "seconds": 1}, FunctionName=name)
     ran = [r for r in results if r[0] == "ok"]
     throttled = [r for r in results if r[0] == "throttled"]
     assert len(ran) == 5 and len(throttled) == 15
@@ -57,10 +49,9 @@ def test_reserved_concurrency_caps_a_burst(cloud, lam, role, tmp_path) -> None:
         ("TooManyRequestsException", "ReservedFunctionConcurrentInvocationLimitExceeded")
     }
     assert all(response.get("FunctionError") is None for _, response, _ in ran)
-    assert max(payload["seen"] for _, _, payload in ran) <= 5
-    done = {p.name: int(p.read_text()) for p in (tmp_path / "done").iterdir()}
-    assert set(done) == {response["ResponseMetadata"]["RequestId"] for _, response, _ in ran}  # none lost
-    assert max(done.values()) <= 5 and not list((tmp_path / "running").iterdir())
+    assert overlap([payload for _, _, payload in ran]) <= 5
+    ran_ids = {payload["id"] for _, _, payload in ran}
+    assert ran_ids == {response["ResponseMetadata"]["RequestId"] for _, response, _ in ran}  # none lost
 
     stats = cloud.client("cloudwatch")
     deadline, total = time.monotonic() + 10, 0.0
@@ -79,7 +70,7 @@ def test_reserved_concurrency_caps_a_burst(cloud, lam, role, tmp_path) -> None:
     assert total == 15
 
 
-def test_provisioned_alias_serves_without_init(lam, role, tmp_path) -> None:
+def test_provisioned_alias_serves_without_init(lam, role) -> None:
     name = create(lam, role, Timeout=30)
     version = lam.publish_version(FunctionName=name)["Version"]
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
@@ -98,15 +89,14 @@ def test_provisioned_alias_serves_without_init(lam, role, tmp_path) -> None:
         == 2
     )
 
-    shared = slots(tmp_path)
-    results = burst(lam, 2, {"op": "slot", "dir": shared, "seconds": 1}, FunctionName=name, Qualifier="live",
+    results = burst(lam, 2, {"op": "slot", "seconds": 1}, FunctionName=name, Qualifier="live",
                     LogType="Tail")  # fmt: skip
     assert [r[0] for r in results] == ["ok", "ok"]
     assert [REPORT.match(tail(response)[-1]).group("init") for _, response, _ in results] == [None, None]
     assert {response["ExecutedVersion"] for _, response, _ in results} == {version}
 
     # A third concurrent request finds both provisioned environments busy and spills over to on-demand.
-    results = burst(lam, 3, {"op": "slot", "dir": shared, "seconds": 1}, FunctionName=name, Qualifier="live",
+    results = burst(lam, 3, {"op": "slot", "seconds": 1}, FunctionName=name, Qualifier="live",
                     LogType="Tail")  # fmt: skip
     inits = sorted(REPORT.match(tail(response)[-1]).group("init") is not None for _, response, _ in results)
     assert inits == [False, False, True]

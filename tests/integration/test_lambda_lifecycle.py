@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 from tests.integration.conftest import start_gateway, stop_gateway
-from tests.integration.test_lambda_support import REPORT, call, create, lambda_client, make_role, tail
+from tests.integration.test_lambda_support import (
+    REPORT,
+    call,
+    create,
+    lambda_client,
+    logged,
+    make_role,
+    tail,
+    unique,
+)
 
 MINUTE_S = 0.3
 IDLE_S = 10 * MINUTE_S  # the provider keeps idle environments for 10 simulated minutes
@@ -44,8 +53,9 @@ def role(gateway) -> str:
     return make_role(gateway.live)
 
 
-def attempts(folder: Path) -> list[float]:
-    return sorted(p.stat().st_mtime for p in folder.iterdir())
+def attempts(gateway: Gateway, function: str, tag: str) -> list[float]:
+    """When the function logged an attempt of the event tagged ``tag``."""
+    return logged(gateway.live, function, f"attempt {tag}")
 
 
 def wait_for(predicate, timeout_s: float) -> bool:
@@ -57,37 +67,36 @@ def wait_for(predicate, timeout_s: float) -> bool:
     return True
 
 
-def test_async_event_is_retried_after_a_failure(gateway, role, tmp_path) -> None:
+def test_async_event_is_retried_after_a_failure(gateway, role) -> None:
     lam = lambda_client(gateway.live)
-    name = create(lam, role)
-    event = json.dumps({"op": "flaky", "dir": str(tmp_path), "fail": 1}).encode()
+    name, tag = create(lam, role), unique("event")
+    event = json.dumps({"op": "flaky", "tag": tag, "fail": 1}).encode()
     accepted = lam.invoke(FunctionName=name, InvocationType="Event", Payload=event)
     assert accepted["StatusCode"] == 202
-    assert wait_for(lambda: len(attempts(tmp_path)) == 2, 20 * MINUTE_S + 5)
-    first, second = attempts(tmp_path)
+    assert wait_for(lambda: len(attempts(gateway, name, tag)) == 2, 20 * MINUTE_S + 5)
+    first, second = attempts(gateway, name, tag)
     assert second - first >= 0.8 * MINUTE_S  # the first retry waits one simulated minute
     time.sleep(3 * MINUTE_S)
-    assert len(attempts(tmp_path)) == 2  # it succeeded: no more attempts
+    assert len(attempts(gateway, name, tag)) == 2  # it succeeded: no more attempts
 
 
-def test_retry_attempts_follow_the_event_invoke_config(gateway, role, tmp_path) -> None:
+def test_retry_attempts_follow_the_event_invoke_config(gateway, role) -> None:
     lam = lambda_client(gateway.live)
     name = create(lam, role)
-    defaults, limited = tmp_path / "defaults", tmp_path / "limited"
-    defaults.mkdir()
-    limited.mkdir()
+    defaults, limited = unique("defaults"), unique("limited")
     lam.invoke(FunctionName=name, InvocationType="Event",
-               Payload=json.dumps({"op": "flaky", "dir": str(defaults), "fail": 9}).encode())  # fmt: skip
-    assert wait_for(lambda: len(attempts(defaults)) == 3, 20 * MINUTE_S + 5)  # the call and two retries
+               Payload=json.dumps({"op": "flaky", "tag": defaults, "fail": 9}).encode())  # fmt: skip
+    # the call and two retries
+    assert wait_for(lambda: len(attempts(gateway, name, defaults)) == 3, 20 * MINUTE_S + 5)
 
     config = lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
     assert config["MaximumRetryAttempts"] == 0 and config["FunctionArn"].endswith(f"{name}:$LATEST")
     assert lam.get_function_event_invoke_config(FunctionName=name)["MaximumRetryAttempts"] == 0
     lam.invoke(FunctionName=name, InvocationType="Event",
-               Payload=json.dumps({"op": "flaky", "dir": str(limited), "fail": 9}).encode())  # fmt: skip
-    assert wait_for(lambda: len(attempts(limited)) == 1, 10)
+               Payload=json.dumps({"op": "flaky", "tag": limited, "fail": 9}).encode())  # fmt: skip
+    assert wait_for(lambda: len(attempts(gateway, name, limited)) == 1, 10)
     time.sleep(4 * MINUTE_S)
-    assert len(attempts(limited)) == 1 and len(attempts(defaults)) == 3
+    assert len(attempts(gateway, name, limited)) == 1 and len(attempts(gateway, name, defaults)) == 3
     lam.delete_function_event_invoke_config(FunctionName=name)
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.get_function_event_invoke_config(FunctionName=name)

@@ -1,7 +1,8 @@
 """Helpers for the Lambda integration tests (this module has no tests): a handler, packages, clients.
 
 One handler module drives most tests (``event["op"]`` picks the behaviour); every function runs in its
-own execution-environment process as its execution role.
+own sandboxed execution-environment process as its execution role. A sandbox cannot write where the
+test can read, so what a function did is told by its payload or its log stream (``logged``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ HANDLER = """
 import json, os, sys, tempfile, time
 
 COUNT = 0
+ATTEMPTS = {}
 if os.environ.get("CRASH_IN_INIT"):
     sys.exit(3)
 
@@ -45,19 +47,13 @@ def handler(event, context):
                 "memory": context.memory_limit_in_mb, "group": context.log_group_name,
                 "stream": context.log_stream_name, "remaining": context.get_remaining_time_in_millis(),
                 "env": {key: os.environ.get(key) for key in ENV_KEYS}}
-    if op == "slot":  # hold a slot for a while and record how many invocations ran at that moment
-        running = os.path.join(event["dir"], "running", context.aws_request_id)
-        open(running, "w").close()
-        seen = len(os.listdir(os.path.dirname(running)))
+    if op == "slot":  # hold a slot for a while; the caller works out the overlap from the times
+        started = time.time()
         time.sleep(event.get("seconds", 1))
-        os.remove(running)
-        with open(os.path.join(event["dir"], "done", context.aws_request_id), "x") as done:
-            done.write(str(seen))
-        return {"seen": seen}
-    if op == "flaky":  # fail the first event["fail"] attempts of this request, leaving a file per attempt
-        tries = [n for n in os.listdir(event["dir"]) if n.startswith(context.aws_request_id)]
-        attempt = len(tries) + 1
-        open(os.path.join(event["dir"], f"{context.aws_request_id}.{attempt}"), "w").close()
+        return {"id": context.aws_request_id, "start": started, "end": time.time()}
+    if op == "flaky":  # fail the first event["fail"] attempts (counted in this warm environment)
+        attempt = ATTEMPTS[event["tag"]] = ATTEMPTS.get(event["tag"], 0) + 1
+        print("attempt", event["tag"], attempt)
         if attempt <= event.get("fail", 1):
             raise RuntimeError(f"attempt {attempt} fails")
         return attempt
@@ -148,3 +144,18 @@ def call(lam, name: str, event: dict | None = None, **extra) -> tuple[dict, obje
 
 def tail(response: dict) -> list[str]:
     return base64.b64decode(response["LogResult"]).decode().splitlines()
+
+
+def logged(cloud, function: str, text: str) -> list[float]:
+    """Times (s) of the function's log events that contain ``text``, oldest first."""
+    logs = cloud.client("logs")
+    try:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{function}", filterPattern=f'"{text}"')
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+    return sorted(event["timestamp"] / 1000 for event in events["events"])
+
+
+def overlap(slots: list[dict]) -> int:
+    """The most ``slot`` invocations that were running at one moment."""
+    return max(sum(1 for o in slots if o["start"] <= s["start"] < o["end"]) for s in slots)
