@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 import uuid
 from xml.etree import ElementTree
@@ -357,3 +358,33 @@ def test_folder_key_with_a_body_is_refused_rather_than_emptied(s3, bucket: str) 
     assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b""
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="a/")
     assert [o["Key"] for o in listed.get("Contents", [])] == ["a/"]
+
+
+def _raw_get(cloud, path_bytes: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A GET whose request line carries raw bytes (http.client would refuse to send them)."""
+    host, port = cloud.endpoint.split("//", 1)[1].split(":")
+    lines = [b"GET " + path_bytes + b" HTTP/1.1", f"Host: {host}:{port}".encode(), b"Connection: close"]
+    lines += [f"{name}: {value}".encode("latin-1") for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_keys_are_decoded_as_utf8_strictly_and_forwarded_as_authorised(cloud, s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="public/é.txt", Body=b"accented")
+    _, key, secret = make_user(cloud, allow(["s3:GetObject"], [f"arn:aws:s3:::{bucket}/public/*"]))
+    encoded = f"/{bucket}/public/%C3%A9.txt"
+    assert send(signed(cloud, "s3", "GET", encoded, key=key, secret=secret))[::2] == (200, b"accented")
+    # Raw UTF-8 bytes in the request line, signed over the path as the server would read it (bytes as
+    # latin-1), as a hostile client can: the HTTP server refuses the request line itself.
+    raw = f"/{bucket}/public/é.txt".encode()
+    request = signed(cloud, "s3", "GET", raw.decode("latin-1"), key=key, secret=secret)
+    status, _ = _raw_get(cloud, raw, dict(request.headers.items()))
+    assert status == 400
+    for bad in ("public/%ff.txt", "public/%c3.txt", "public/%ed%a0%80.txt"):
+        status, _, payload = send(signed(cloud, "s3", "GET", f"/{bucket}/{bad}", key=key, secret=secret))
+        assert (status, _code(payload)) == (400, "InvalidURI"), bad

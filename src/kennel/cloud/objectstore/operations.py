@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote, unquote_to_bytes
 from xml.etree import ElementTree
 
 from kennel.cloud.objectstore.store import object_arn
@@ -123,14 +123,25 @@ def parse_query(query_string: str) -> dict[str, str]:
         if not part:
             continue
         raw_name, _, raw_value = part.partition("=")
-        name = unquote_plus(raw_name)
+        name = _decoded(raw_name, plus=True)
         if name in params:
             raise S3RequestError(
                 "InvalidArgument", 400,
                 f"The query parameter '{name[:64]}' is given more than once; each may appear only once.",
             )  # fmt: skip
-        params[name] = unquote_plus(raw_value)
+        params[name] = _decoded(raw_value, plus=True)
     return params
+
+
+def _decoded(text: str, *, plus: bool = False) -> str:
+    """Wire text (bytes as latin-1, as the ASGI server hands them over) percent-decoded as UTF-8, strictly.
+    Leniency would authorise one name and let the store act on another: "%ff" and "%fe" would both read
+    as U+FFFD, and raw UTF-8 bytes in a path as latin-1 mojibake, while the store decodes the bytes."""
+    try:
+        raw = text.encode("latin-1")
+        return unquote_to_bytes(raw.replace(b"+", b" ") if plus else raw).decode("utf-8")
+    except UnicodeError:
+        raise S3RequestError("InvalidURI", 400, "Couldn't parse the specified URI.") from None
 
 
 def encode_query(params: Mapping[str, str], *, drop: frozenset[str] = frozenset()) -> str:
@@ -227,13 +238,13 @@ def split_path(raw_path: str, host_bucket: str | None) -> tuple[str | None, str 
     """(bucket, key) from the raw path; the key is percent-decoded and may contain slashes."""
     path = raw_path.split("?", 1)[0]
     if host_bucket is not None:
-        key = unquote(path[1:]) if len(path) > 1 else None
+        key = _decoded(path[1:]) if len(path) > 1 else None
         return host_bucket, key
     trimmed = path.lstrip("/")
     if not trimmed:
         return None, None
     bucket, _, key = trimmed.partition("/")
-    return unquote(bucket), (unquote(key) if key else None)
+    return _decoded(bucket), (_decoded(key) if key else None)
 
 
 def classify(
@@ -322,7 +333,7 @@ def _with_checks(
 
 def copy_source_of(header: str) -> tuple[str, str]:
     """``x-amz-copy-source: /bucket/key?versionId=…`` (URL-encoded) → (bucket, key)."""
-    path = unquote(header.split("?versionId=", 1)[0]).lstrip("/")
+    path = _decoded(header.split("?versionId=", 1)[0]).lstrip("/")
     bucket, _, key = path.partition("/")
     if not bucket or not key:
         raise S3RequestError(

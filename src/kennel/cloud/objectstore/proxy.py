@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -87,6 +88,7 @@ _DROPPED_REQUEST_HEADERS = frozenset(
         "x-amz-server-side-encryption-bucket-key-enabled",
     ]
 )
+_NON_ASCII = re.compile("[\x80-\xff]")
 _DROPPED_RESPONSE_HEADERS = frozenset(
     ["connection", "keep-alive", "transfer-encoding", "server", "x-amz-request-id"]
 )
@@ -376,6 +378,10 @@ class S3Proxy:
     ) -> None:
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
+        # Raw bytes past ASCII (latin-1 here; uvicorn refuses them today, another server might not) go out
+        # percent-encoded: the same bytes, so the store decodes the key that operations.split_path
+        # decoded as UTF-8 and authorised.
+        path = _NON_ASCII.sub(lambda found: f"%{ord(found.group()):02X}", path)
         url = endpoint + path + (f"?{query}" if query else "")
         forwarded = {k: v for k, v in request.headers.items() if k not in _DROPPED_REQUEST_HEADERS}
         if body.trailers is not None:  # it was aws-chunked
