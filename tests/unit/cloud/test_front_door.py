@@ -20,6 +20,7 @@ from kennel.cloud.objectstore.operations import (
     S3RequestError,
     check_folder_write,
     check_key,
+    classify,
     completed_parts,
     encode_query,
     parse_query,
@@ -146,3 +147,9 @@ def test_policy_depth_is_bounded_before_parsing() -> None:
         parse_policy(
             '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"\\ud800"}]}'
         )
+
+
+def test_a_bucket_segment_cannot_smuggle_a_key() -> None:
+    assert _s3_error(classify, "GET", "/bkt%2Fpublic", {}, {}) == "InvalidBucketName"
+    assert _s3_error(classify, "GET", "/bkt/%ff", {}, {}) == "InvalidURI"
+    assert classify("GET", "/bkt/public%2Fx.txt", {}, {}).key == "public/x.txt"

@@ -243,8 +243,11 @@ def split_path(raw_path: str, host_bucket: str | None) -> tuple[str | None, str 
     trimmed = path.lstrip("/")
     if not trimmed:
         return None, None
-    bucket, _, key = trimmed.partition("/")
-    return _decoded(bucket), (_decoded(key) if key else None)
+    raw_bucket, _, key = trimmed.partition("/")
+    bucket = _decoded(raw_bucket)
+    if "/" in bucket:  # "bkt%2Fpublic": authorised as a bucket, split by the store into bucket and key
+        raise S3RequestError("InvalidBucketName", 400, "The specified bucket is not valid.")
+    return bucket, (_decoded(key) if key else None)
 
 
 def classify(
