@@ -172,6 +172,7 @@ def test_a_credential_scoped_to_another_region_is_refused(cloud, bucket: str) ->
     status, _, payload = send(signed(cloud, "s3", "GET", f"/{bucket}/secret.txt", region="eu-west-1"))
     assert (status, _code(payload)) == (400, "AuthorizationHeaderMalformed")
     assert b"the region 'eu-west-1' is wrong; expecting 'us-east-1'" in payload
+    assert b"<Region>us-east-1</Region>" in payload  # what SDKs read to redirect
     # IAM is global: AWS's endpoint takes us-east-1 (botocore's credential scope for it) and no other.
     assert form(cloud, "iam", "Action=ListUsers&Version=2010-05-08", region="us-east-1")[0] == 200
     status, payload = form(cloud, "iam", "Action=ListUsers&Version=2010-05-08", region="eu-west-1")

@@ -171,10 +171,14 @@ class _ForwardSigner(S3SigV4Auth):
         return signed
 
 
-def error_body(code: str, message: str, request_id: str, resource: str = "") -> bytes:
+def error_body(
+    code: str, message: str, request_id: str, resource: str = "", extra: dict[str, str] | None = None
+) -> bytes:
     parts = [f"<Code>{escape(code)}</Code>", f"<Message>{escape(message)}</Message>"]
     if resource:
         parts.append(f"<Resource>{escape(resource)}</Resource>")
+    for name, value in (extra or {}).items():  # e.g. <Region>, which SDKs read to redirect
+        parts.append(f"<{name}>{escape(value)}</{name}>")
     parts.append(f"<RequestId>{request_id}</RequestId>")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>' + "".join(parts) + "</Error>").encode()
 
@@ -233,7 +237,8 @@ class S3Proxy:
                 await _send_error(send, method, err.status, err.code, err.message, request_id, close=close)
                 return
             except AuthError as err:
-                await _send_error(send, method, err.status, err.code, err.message, request_id)
+                region = {"Region": err.extra["Region"]} if "Region" in err.extra else None
+                await _send_error(send, method, err.status, err.code, err.message, request_id, extra=region)
                 return
             except chunked.ChunkedError as err:
                 status = 403 if err.code == "SignatureDoesNotMatch" else 400
@@ -454,9 +459,17 @@ async def send_slow_down(send, method: str, request_id: str) -> None:
 
 
 async def _send_error(
-    send, method: str, status: int, code: str, message: str, request_id: str, *, close: bool = False
+    send,
+    method: str,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    *,
+    close: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> None:
-    body = b"" if method == "HEAD" else error_body(code, message, request_id)
+    body = b"" if method == "HEAD" else error_body(code, message, request_id, extra=extra)
     headers = [
         (b"content-type", b"application/xml"),
         (b"content-length", str(len(body)).encode()),
