@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kennel.jobs_cli import jobs_app
+from kennel.tuning_cli import tuning_app
 
 app = typer.Typer(help="Kennel: the AWS ML workflow for real on one machine.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets: fetch the dog images, synthesise an offline stand-in, inspect.")
@@ -18,6 +19,7 @@ app.add_typer(data_app, name="data")
 iam_app = typer.Typer(help="IAM access advisor over the local cloud's audit trail.")
 app.add_typer(iam_app, name="iam")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(tuning_app, name="tuning")
 console = Console()
 
 

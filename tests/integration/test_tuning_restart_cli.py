@@ -4,6 +4,7 @@ tuning operation works through the aws CLI."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -89,7 +90,7 @@ def test_every_tuning_operation_with_the_cli(cloud, tmp_path):
     sm, role, uri = _setup(cloud)
     name = unique("cli")
     request = tuning_request(name, role, uri, strategy="Random", max_jobs=2, parallel=1,
-                             static={"epochs": 30, "sleep": 0.2})  # fmt: skip
+                             static={"epochs": 400, "sleep": 0.2})  # fmt: skip
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps(request))
     created = _aws(cloud, "create-hyper-parameter-tuning-job", "--cli-input-json", f"file://{request_file}")
@@ -110,3 +111,19 @@ def test_every_tuning_operation_with_the_cli(cloud, tmp_path):
     assert summaries and summaries[0]["TrainingJobName"].startswith(f"{name}-001-")
     _aws(cloud, "stop-hyper-parameter-tuning-job", "--hyper-parameter-tuning-job-name", name)
     assert wait_tuning(sm, name, timeout_s=60)["HyperParameterTuningJobStatus"] == "Stopped"
+
+    # Kennel's own view: the trials as a table and the search as a PNG.
+    png = tmp_path / "search.png"
+    shown = subprocess.run(
+        [sys.executable, "-m", "kennel.cli", "tuning", "describe", name, "--png", str(png),
+         "--state-dir", str(cloud.state_dir)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "Stopped" in shown.stdout and f"{name}-001-" in shown.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")
+    listing = subprocess.run(
+        [sys.executable, "-m", "kennel.cli", "tuning", "list", "--state-dir", str(cloud.state_dir)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert name in listing.stdout
