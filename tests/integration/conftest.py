@@ -62,13 +62,15 @@ class LiveCloud:
         return env
 
 
-_LOCAL_MODEL_DATA: dict[str, Path] = {}
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _local_model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Every test's tmp_path lives under pytest's base temporary directory: the one local model dir."""
-    _LOCAL_MODEL_DATA["dir"] = tmp_path_factory.getbasetemp()
+def _local_model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test's tmp_path lives under pytest's base temporary directory: the one local model dir.
+
+    Set in the environment (not a module global: test modules import this file under another name
+    than pytest does), so every gateway a test starts, through start_gateway or `kennel up`, gets it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KENNEL_ALLOW_LOCAL_MODEL_DATA", str(tmp_path_factory.getbasetemp()))
+        yield
 
 
 def start_gateway(
@@ -85,7 +87,9 @@ def start_gateway(
             **os.environ,
             "KENNEL_S3_EAGER": "0",  # SeaweedFS only in gateways whose tests use S3
             # Tests deploy models from their own temporary directories, and from nowhere else.
-            "KENNEL_ALLOW_LOCAL_MODEL_DATA": str(_LOCAL_MODEL_DATA.get("dir") or state_dir.parent),
+            "KENNEL_ALLOW_LOCAL_MODEL_DATA": os.environ.get(
+                "KENNEL_ALLOW_LOCAL_MODEL_DATA", str(state_dir.parent)
+            ),
             **(extra_env or {}),
         },
     )

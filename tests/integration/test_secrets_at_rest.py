@@ -24,6 +24,7 @@ from kennel.settings import Settings
 
 VARIABLE = "db-password-" + "7" * 24  # a value that only this test writes
 SHELL_SECRET = "shell-secret-" + "6" * 24
+MODEL_SECRET = "model-api-key-" + "5" * 24
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def _found_in(state: Path, needles: dict[str, str]) -> list[str]:
     return found
 
 
-def test_no_secret_in_the_state_directory_and_restart_keeps_working(own: LiveCloud) -> None:
+def test_no_secret_in_the_state_directory_and_restart_keeps_working(own: LiveCloud, tmp_path: Path) -> None:
     iam = own.client("iam")
     user = unique("sealed-user")
     iam.create_user(UserName=user)
@@ -77,7 +78,14 @@ def test_no_secret_in_the_state_directory_and_restart_keeps_working(own: LiveClo
     response, payload = call(lam, function, {"op": "context"})
     assert "FunctionError" not in response, payload  # its own role session is stored too
 
+    model_data = tmp_path / "model.tar.gz"
+    model_data.write_bytes(b"read when deployed")
+    model = unique("sealed-model")
+    container = {"Image": "img", "ModelDataUrl": str(model_data), "Environment": {"API_KEY": MODEL_SECRET}}
+    own.client("sagemaker").create_model(ModelName=model, PrimaryContainer=container)
+
     needles = {
+        "model environment": MODEL_SECRET,
         "admin secret": own.secret_access_key,
         "user secret": key["SecretAccessKey"],
         "session secret": session["SecretAccessKey"],
@@ -113,6 +121,8 @@ def test_no_secret_in_the_state_directory_and_restart_keeps_working(own: LiveClo
             token=session["SessionToken"],
         ).get_caller_identity()
         assert f"assumed-role/{role}/sealed" in assumed["Arn"]
+        described = live.client("sagemaker").describe_model(ModelName=model)
+        assert described["PrimaryContainer"]["Environment"] == {"API_KEY": MODEL_SECRET}
         config = lambda_client(live).get_function_configuration(FunctionName=function)
         assert config["Environment"]["Variables"] == {"DB_PASSWORD": VARIABLE}
 

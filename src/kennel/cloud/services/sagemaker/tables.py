@@ -1,10 +1,13 @@
 """SageMaker state in the store. Times are epoch seconds; request structures are kept as JSON text so
-Describe* answers with what was asked for, member for member."""
+Describe* answers with what was asked for, member for member. A model's and a training job's request
+carry their container ``Environment`` (where credentials tend to end up), so those columns are
+``Sealed``: encrypted at rest, opened on read."""
 
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, String, Table, Text
 
+from kennel.cloud.sealing import Sealed
 from kennel.cloud.store import metadata
 
 models = Table(
@@ -13,7 +16,7 @@ models = Table(
     Column("name", String, primary_key=True),
     Column("arn", String, nullable=False),
     Column("created", Float, nullable=False),
-    Column("spec", Text, nullable=False),  # CreateModel's input minus Tags
+    Column("spec", Sealed("sagemaker_models.spec"), nullable=False),  # CreateModel's input minus Tags
     Column("tags", Text, nullable=False, default="[]"),
 )
 
@@ -54,7 +57,7 @@ training_jobs = Table(
     Column("modified", Float, nullable=False),
     Column("status", String, nullable=False),  # TrainingJobStatus
     Column("secondary", String, nullable=False),  # SecondaryStatus
-    Column("spec", Text, nullable=False),  # CreateTrainingJob's input minus Tags
+    Column("spec", Sealed("sagemaker_training_jobs.spec"), nullable=False),  # CreateTrainingJob's input
     Column("state", Text, nullable=False, default="{}"),  # transitions, times, metrics, failure reason
     Column("tuning_job_arn", String, nullable=True),
     Column("tags", Text, nullable=False, default="[]"),
