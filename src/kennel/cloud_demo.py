@@ -19,9 +19,11 @@ from rich.console import Console
 
 from kennel.cloud import server
 from kennel.cloud.cloudstate import admin_credentials
+from kennel.demo import training
 from kennel.loadtest import Clients, StepLoad, step_load
 from kennel.runtime.autoscaling.timeline import plot
 from kennel.settings import Settings
+from kennel.workflows import predict_image
 
 ACCOUNT = "000000000000"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dog_breeds"
@@ -34,33 +36,6 @@ def _zip(files: dict[str, str]) -> bytes:
         for name, text in files.items():
             archive.writestr(name, text)
     return buffer.getvalue()
-
-
-def _upload_model(clients: Clients, archive: Path, console: Console) -> str:
-    """As the SageMaker SDK does: its default bucket, the model.tar.gz in it, a role that can read it."""
-    s3, iam = clients("s3"), clients("iam")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "sagemaker.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    iam.create_role(RoleName="DogBreedsSageMaker", AssumeRolePolicyDocument=json.dumps(trust))
-    iam.attach_role_policy(
-        RoleName="DogBreedsSageMaker", PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
-    )
-    bucket = f"sagemaker-us-east-1-{ACCOUNT}"
-    s3.create_bucket(Bucket=bucket)  # waits for SeaweedFS if it is still starting
-    started = time.time()
-    s3.upload_file(str(archive), bucket, "dog-breeds/model.tar.gz")
-    seconds = time.time() - started
-    url = f"s3://{bucket}/dog-breeds/model.tar.gz"
-    console.print(f"{archive.name} ({archive.stat().st_size / 1e6:.1f} MB) → {url} in {seconds:.1f} s")
-    return url
 
 
 def _deploy(sm, name: str, model_url: str, instances: int) -> float:
@@ -111,9 +86,16 @@ def _invoke(fn, name: str, event: dict) -> tuple[dict, str | None]:
     return json.loads(answer["Payload"].read()), answer.get("FunctionError")
 
 
-def run_cloud_demo(workdir: Path, archive: Path, image: Path, labels: list[str], console: Console) -> None:
+def run_cloud_demo(
+    workdir: Path,
+    data: Path,
+    hyperparameters: dict[str, str],
+    image: Path,
+    labels: list[str],
+    console: Console,
+) -> None:
     settings = Settings(state_dir=workdir / "cloud", port=server.free_port(), time_scale_s=2.0)
-    console.rule("5. kennel up: the local cloud (one simulated minute = 2 s for the autoscaling part)")
+    console.rule("2. kennel up: the local cloud (one simulated minute = 2 s for the autoscaling part)")
     running = server.start_detached(settings)
     try:
         creds = admin_credentials(settings)
@@ -123,7 +105,14 @@ def run_cloud_demo(workdir: Path, archive: Path, image: Path, labels: list[str],
             f"gateway {running.endpoint}, pid {running.pid}; caller "
             f"{clients('sts').get_caller_identity()['Arn']}"
         )
-        _endpoint_part(clients, archive, image, console)
+        console.rule("3. the dataset to S3, then a SageMaker training job (ResNet-18, weights=None)")
+        channel = training.prepare(clients, data, console)
+        job = training.train(clients, channel, hyperparameters, console, name="dog-breeds-resnet18")
+        archive = training.fetch_outputs(clients, job, workdir)
+        console.rule("4. predict one test image through the SageMaker handler (model.tar.gz from S3)")
+        for rank, row in enumerate(predict_image(archive, image, top_k=3), start=1):
+            console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
+        _endpoint_part(clients, job["ModelArtifacts"]["S3ModelArtifacts"], image, console)
         _lambda_part(clients, image, labels, console, workdir)
         _autoscaling_part(clients, settings, workdir, console)
     finally:
@@ -131,9 +120,11 @@ def run_cloud_demo(workdir: Path, archive: Path, image: Path, labels: list[str],
         console.print("kennel down: gateway, model servers and function environments stopped")
 
 
-def _endpoint_part(clients: Clients, archive: Path, image: Path, console: Console) -> None:
-    console.rule("6. model.tar.gz to S3, then a SageMaker endpoint with 2 instances, invoked through boto3")
-    seconds = _deploy(clients("sagemaker"), "dog-breeds", _upload_model(clients, archive, console), 2)
+def _endpoint_part(clients: Clients, model_data: str, image: Path, console: Console) -> None:
+    console.rule(
+        "5. the training job's model_data as a SageMaker endpoint with 2 instances, invoked through boto3"
+    )
+    seconds = _deploy(clients("sagemaker"), "dog-breeds", model_data, 2)
     described = clients("sagemaker").describe_endpoint(EndpointName="dog-breeds")
     variant = described["ProductionVariants"][0]
     console.print(f"dog-breeds InService in {seconds:.1f} s with {variant['CurrentInstanceCount']} instances")
@@ -150,7 +141,7 @@ def _endpoint_part(clients: Clients, archive: Path, image: Path, console: Consol
 
 
 def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Console, workdir: Path) -> None:
-    console.rule("7. the seeds' Lambda function in front of the endpoint, then least privilege")
+    console.rule("6. the seeds' Lambda function in front of the endpoint, then least privilege")
     iam, fn = clients("iam"), clients("lambda")
     role_arn = _lambda_role(iam, "dog-breeds-lambda")
     package = _zip({"lambda_function.py": (EXAMPLES / "lambda_function.py").read_text()})
@@ -183,7 +174,7 @@ def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Cons
         f"{len(scores)} scores, top breed {labels[best]}"
     )
 
-    console.rule("8. reserved concurrency 5, 20 concurrent 1-second invocations")
+    console.rule("7. reserved concurrency 5, 20 concurrent 1-second invocations")
     fn.create_function(
         FunctionName="sleeper",
         Runtime="python3.11",
@@ -239,7 +230,7 @@ def serve_image_bytes(body: bytes, name: str):
 
 
 def _autoscaling_part(clients: Clients, settings: Settings, workdir: Path, console: Console) -> None:
-    console.rule("9. target-tracking autoscaling under a step load")
+    console.rule("8. target-tracking autoscaling under a step load")
     period_s = max(1, round(settings.time_scale_s))
     plan = StepLoad(rate=12.0, threads=4, target=10.0, max=3, hold_s=4.0)
     report = step_load(clients, "dog-breeds", plan, period_s, console)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from kennel.ml.artifact import package_model, unpack_artifact
+from kennel.ml.artifact import unpack_artifact
 from kennel.ml.data import load_image_file, scan_dataset
 from kennel.ml.evaluate import classification_report, plot_confusion_matrix, write_report
 from kennel.ml.handler import input_fn, model_fn, output_fn, predict_fn
@@ -78,9 +78,7 @@ def evaluate_model(model: Path, data_dir: Path, *, split: str, output_dir: Path,
 
 
 def run_demo(workdir: Path, *, epochs: int, console: Console) -> None:
-    from kennel.ml.config import parse_train_args
     from kennel.ml.synth import SynthSpec, generate
-    from kennel.ml.train import run
 
     started = time.perf_counter()
     data = workdir / "data"
@@ -90,53 +88,14 @@ def run_demo(workdir: Path, *, epochs: int, console: Console) -> None:
     info = scan_dataset(data)
     console.print(f"{len(info.classes)} classes, {info.counts()} images, hash {info.content_hash[:12]}")
 
-    console.rule("2. train ResNet-18 (weights=None, full fine-tune)")
-    cfg = parse_train_args(
-        [
-            "--data-dir",
-            str(data),
-            "--model-dir",
-            str(workdir / "model"),
-            "--output-dir",
-            str(workdir / "output"),
-            "--backbone",
-            "resnet18",
-            "--freeze",
-            "none",
-            "--image-size",
-            "96",
-            "--epochs",
-            str(epochs),
-            "--batch-size",
-            "32",
-            "--learning-rate",
-            "0.002",
-            "--patience",
-            "3",
-            "--num-workers",
-            "2",
-        ],
-        env={},
-    )
-    result = run(cfg)
-    console.print(
-        f"best epoch {result.best_epoch}; test accuracy {result.test.get('accuracy', 0):.3f}, "
-        f"top-5 {result.test.get('top5_accuracy', 0):.3f}; {result.seconds:.0f} s"
-    )
-
-    console.rule("3. package model.tar.gz (SageMaker layout)")
-    archive = package_model(workdir / "model", workdir / "model.tar.gz")
-    console.print(f"{archive} ({archive.stat().st_size / 1e6:.1f} MB)")
-
-    console.rule("4. predict one test image through the SageMaker handler")
     image = info.splits["test"].samples[0][0]
-    rows = predict_image(archive, image, top_k=3)
-    console.print(f"{image.relative_to(data)} (true breed: {info.labels[info.splits['test'].samples[0][1]]})")
-    for rank, row in enumerate(rows, start=1):
-        console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
     from kennel.cloud_demo import run_cloud_demo
 
-    run_cloud_demo(workdir, archive, image, info.labels, console)
+    hyperparameters = {
+        "backbone": "resnet18", "freeze": "none", "image-size": "96", "epochs": str(epochs),
+        "batch-size": "32", "learning-rate": "0.002", "patience": "3", "num-workers": "0",
+    }  # fmt: skip
+    run_cloud_demo(workdir, data, hyperparameters, image, info.labels, console)
     out = workdir / "output"
     console.rule("done")
     console.print(

@@ -38,6 +38,7 @@ seen = {
     "resource": json.load(open("/opt/ml/input/config/resourceconfig.json")),
     "caller": boto3.client("sts").get_caller_identity()["Arn"],
     "state_visible": os.path.exists(os.environ.get("KENNEL_PROBE", "/nonexistent")),
+    "hostname": __import__("socket").gethostname(),
 }
 with open("/opt/ml/model/seen.json", "w") as fh:
     json.dump(seen, fh)
@@ -89,7 +90,7 @@ def test_a_job_runs_the_script_and_its_model_lands_in_s3(env, cloud):
     assert seen["files"] == ["a/1.txt", "a/2.txt", "b/3.txt"]
     assert seen["cwd"] == "/opt/ml/code" and seen["host"] == "algo-1" and seen["hosts"] == ["algo-1"]
     assert seen["hps_file"]["batch_size"] == '"64"'
-    assert seen["resource"]["current_host"] == "algo-1"
+    assert seen["resource"]["current_host"] == "algo-1" and seen["hostname"] == "algo-1"
     assert seen["caller"] == "arn:aws:sts::000000000000:assumed-role/SageMakerRole/SageMaker"
     output = read_model(env["s3"], f"s3://{BUCKET}/{name}/output/output.tar.gz")
     assert output["extra.txt"] == b"extra output"

@@ -131,6 +131,7 @@ class Host:
             network=network,
             hosts={host: "127.0.0.1" for host in self.hosts},
             label=f"{spec.name}/{self.name}",
+            hostname=self.name,  # socket.gethostname() is the host's name, as the toolkit's shim makes it
         )
         self.proc = sandbox.spawn(sandbox_spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._pump = threading.Thread(

@@ -204,7 +204,7 @@ class Sandbox:
         cleanups: list[Callable[[], None]] = []
         try:
             network = spec.network
-            if network is None:  # a private namespace, dropped when the process is gone
+            if network is None and not spec.host_network:  # a private namespace, dropped with the process
                 network = self.network(spec.label or "private")
                 cleanups.append(network.close)
             assert self.cgroups is not None
@@ -220,7 +220,8 @@ class Sandbox:
             argv = []
             if group is not None:
                 argv += ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *group.procs, "--"]
-            argv += [self._nsenter, f"--net={network.netns_path}"]
+            if network is not None:
+                argv += [self._nsenter, f"--net={network.netns_path}"]
             argv += limit_argv(
                 spec.limits,
                 memory_by_cgroup=group is not None and group.memory_dir is not None,

@@ -1,0 +1,134 @@
+"""The demo's first cloud step, as the seeds did it: the dataset to S3, then a SageMaker training job
+that runs Kennel's trainer in script mode on a sandboxed "instance"; its model.tar.gz (Kennel's
+serving layout: weights, metadata, code/inference.py) is what the endpoint deploys, and its
+output.tar.gz carries the training curves and confusion matrix."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from kennel.loadtest import Clients
+
+ACCOUNT = "000000000000"
+BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"  # the SageMaker SDK's default bucket name
+ROLE = "DogBreedsSageMaker"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:1.4.0-cpu-py3"
+ENTRY = "from kennel.ml.train import main\n\nraise SystemExit(main())\n"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+def prepare(clients: Clients, data: Path, console: Console) -> str:
+    """The execution role and the default bucket; the dataset uploaded under dogImages/."""
+    iam, s3 = clients("iam"), clients("s3")
+    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))
+    iam.attach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess")
+    s3.create_bucket(Bucket=BUCKET)  # waits for SeaweedFS if it is still starting
+    files = sorted(p for p in data.rglob("*") if p.is_file())
+    started = time.time()
+    for path in files:
+        s3.upload_file(str(path), BUCKET, f"dogImages/{path.relative_to(data).as_posix()}")
+    console.print(f"{len(files)} files → s3://{BUCKET}/dogImages/ in {time.time() - started:.1f} s")
+    return f"s3://{BUCKET}/dogImages"
+
+
+def _source() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train_entry.py")
+        info.size = len(ENTRY)
+        tar.addfile(info, io.BytesIO(ENTRY.encode()))
+    return buffer.getvalue()
+
+
+def train(clients: Clients, channel: str, hyperparameters: dict[str, str], console: Console, *,
+          name: str, instances: int = 1) -> dict:  # fmt: skip
+    """One training job, followed with a progress line and its log; returns DescribeTrainingJob."""
+    sm, s3, logs = clients("sagemaker"), clients("s3"), clients("logs")
+    key = f"{name}/source/sourcedir.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=_source())
+    hps = {k: json.dumps(v) for k, v in hyperparameters.items()}
+    hps.update(
+        sagemaker_program='"train_entry.py"', sagemaker_submit_directory=json.dumps(f"s3://{BUCKET}/{key}")
+    )
+    sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE}",
+        AlgorithmSpecification={
+            "TrainingImage": IMAGE, "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                {"Name": "Train Loss", "Regex": r"Train Loss: ([0-9.]+)"},
+                {"Name": "Validation Loss", "Regex": r"Validation Loss: ([0-9.]+)"},
+                {"Name": "Test Accuracy", "Regex": r"Testing Accuracy: ([0-9.]+)"},
+            ],
+        },
+        HyperParameters=hps,
+        InputDataConfig=[{"ChannelName": "training", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": channel, "S3DataDistributionType": "FullyReplicated"}}}],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": instances, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )  # fmt: skip
+    started, shown = time.time(), 0
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(name)
+        while True:
+            job = sm.describe_training_job(TrainingJobName=name)
+            progress.update(task, description=f"training job {name}: {job['SecondaryStatus']}")
+            shown = _print_new_lines(logs, name, shown, progress.console)
+            if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            time.sleep(0.5)
+    _print_new_lines(logs, name, shown, console)
+    if job["TrainingJobStatus"] != "Completed":
+        raise RuntimeError(
+            f"training job {name} ended {job['TrainingJobStatus']}: {job.get('FailureReason')}"
+        )
+    metrics = ", ".join(f"{m['MetricName']} {m['Value']:.3f}" for m in job.get("FinalMetricDataList", []))
+    console.print(f"{name}: Completed in {time.time() - started:.0f} s ({metrics})")
+    console.print(f"model_data: {job['ModelArtifacts']['S3ModelArtifacts']}")
+    return job
+
+
+def _print_new_lines(logs, name: str, shown: int, console: Console) -> int:
+    try:
+        events = logs.filter_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+        )
+    except logs.exceptions.ResourceNotFoundException:
+        return shown
+    lines = [e["message"] for e in events["events"]]
+    for line in lines[shown:]:
+        if line.startswith(("Epoch ", "Validation Accuracy", "Testing")):
+            console.print(f"  {line}", highlight=False, markup=False)
+    return max(shown, len(lines))
+
+
+def fetch_outputs(clients: Clients, job: dict, workdir: Path) -> Path:
+    """model.tar.gz to <workdir>, output.tar.gz's plots and report into <workdir>/output."""
+    s3 = clients("s3")
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://") :].split("/", 1)
+    archive = workdir / "model.tar.gz"
+    s3.download_file(bucket, key, str(archive))
+    output = workdir / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    body = s3.get_object(Bucket=bucket, Key=key.replace("model.tar.gz", "output.tar.gz"))["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = Path(member.name)
+            if member.isfile() and not name.is_absolute() and ".." not in name.parts:
+                (output / name).parent.mkdir(parents=True, exist_ok=True)
+                (output / name).write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    return archive
