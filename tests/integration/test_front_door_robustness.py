@@ -337,6 +337,12 @@ def test_key_length_limit_is_1024_bytes(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"at the limit"
 
 
+@pytest.mark.xfail(strict=True, reason="SeaweedFS refuses a path segment over 255 bytes (KeyTooLongError)")
+def test_a_1024_byte_key_without_slashes_is_stored(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k" * 1024, Body=b"one segment")
+    assert s3.get_object(Bucket=bucket, Key="k" * 1024)["Body"].read() == b"one segment"
+
+
 def test_sigv2_header_signed_get_works_end_to_end(cloud, bucket: str) -> None:
     request = AWSRequest(method="GET", url=f"{cloud.endpoint}/{bucket}/secret.txt")
     HmacV1Auth(Credentials(cloud.access_key_id, cloud.secret_access_key)).add_auth(request)
@@ -344,6 +350,12 @@ def test_sigv2_header_signed_get_works_end_to_end(cloud, bucket: str) -> None:
     status, headers, payload = send(request)
     assert (status, payload) == (200, b"secret")
     assert headers["etag"].strip('"') == hashlib.md5(b"secret").hexdigest()
+
+
+@pytest.mark.xfail(strict=True, reason="SeaweedFS keeps 'a/' as a directory: Kennel refuses the body (501)")
+def test_a_folder_key_keeps_its_body(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="a/", Body=b"a body")
+    assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b"a body"
 
 
 def test_folder_key_with_a_body_is_refused_rather_than_emptied(s3, bucket: str) -> None:
