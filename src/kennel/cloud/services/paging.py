@@ -20,13 +20,17 @@ def encode_token(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key), separators=(",", ":")).encode()).decode()
 
 
+def _invalid(token: str) -> ValidationException:
+    return ValidationException(f"Invalid pagination token {token[:100]!r}: pass NextToken as returned.")
+
+
 def decode_token(token: str) -> list:
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
     except (ValueError, UnicodeError):
-        raise ValidationException("The NextToken is not valid.") from None
+        raise _invalid(token) from None
     if not isinstance(key, list):
-        raise ValidationException("The NextToken is not valid.")
+        raise _invalid(token)
     return key
 
 
@@ -49,7 +53,7 @@ def paginate(
             else:
                 ordered = [item for item in ordered if list(key(item)) > after]
         except TypeError:
-            raise ValidationException("The NextToken is not valid.") from None
+            raise _invalid(token) from None
     page = ordered[:limit]
     more = len(ordered) > limit
     return page, (encode_token(key(page[-1])) if more and page else None)
