@@ -269,7 +269,7 @@ def run(cloud, label: str, build: Callable[[random.Random], AWSRequest], seed: i
                     f"{label} #{tally.sent}: no answer in {CLIENT_TIMEOUT_S} s: {request.url[:200]}"
                 )
                 continue
-            tally.statuses[status // 100 * 100] += 1
+            tally.statuses[status if status == 501 else status // 100 * 100] += 1  # 501 kept apart
             if b"SignatureDoesNotMatch" in payload or b"InvalidSignatureException" in payload:
                 tally.signature_refusals += 1
             if status == 501 and (b"<Code>NotImplemented</Code>" in payload or not payload):
