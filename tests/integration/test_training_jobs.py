@@ -3,7 +3,11 @@ its model lands in S3; statuses, logs, metrics, failures, stops, limits and IAM 
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import tarfile
+import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
@@ -330,3 +334,76 @@ def test_debugger_and_profiler_rules(env, cloud):
         Namespace="/aws/sagemaker/TrainingJobs", MetricName="CPUUtilization"
     )
     assert any(d["Value"] == f"{name}/algo-1" for m in cpu["Metrics"] for d in m["Dimensions"])
+
+
+FORKER = """
+import subprocess, sys
+child = subprocess.Popen(["sleep", "301.25"], start_new_session=True)  # left behind on purpose
+open("/opt/ml/model/child.txt", "w").write(str(child.pid))
+chunk = "x" * 1023
+for _ in range(20 * 1024):  # 20 MiB of output, past the per-host log budget
+    print(chunk)
+print("done printing", flush=True)
+"""
+
+
+def test_children_end_with_the_host_and_floods_are_cut(env):
+    name = unique("forker")
+    _create(env, name, {"train.py": FORKER})
+    job = wait_done(env["sm"], name, timeout_s=120)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    events = env["logs"].filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/", limit=10_000
+    )
+    assert any("past the per-host limit is dropped" in e["message"] for e in events["events"]) or events.get(
+        "nextToken"
+    )
+    leftover = subprocess.run(["pgrep", "-f", "sleep 301.25"], capture_output=True, text=True).stdout.split()
+    assert leftover == [], "a process a training script left behind outlived its host"
+
+
+def _wheel() -> bytes:
+    files = {
+        "tinypkg/__init__.py": "VALUE = 42\n",
+        "tinypkg-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.1\n",
+        "tinypkg-0.1.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: kennel-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    files["tinypkg-0.1.dist-info/RECORD"] = (
+        "".join(f"{n},,\n" for n in files) + "tinypkg-0.1.dist-info/RECORD,,\n"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for member, text in files.items():
+            archive.writestr(member, text)
+    return buffer.getvalue()
+
+
+def test_requirements_are_installed_into_an_environment_per_digest(env):
+    name = unique("reqs")
+    script = "import tinypkg\nprint('tinypkg says', tinypkg.VALUE, flush=True)\n"
+    wheel = _wheel()
+    code = source_tar_bytes(
+        {"train.py": script.encode(), "requirements.txt": b"--no-index\n./tinypkg-0.1-py3-none-any.whl\n",
+         "tinypkg-0.1-py3-none-any.whl": wheel}
+    )  # fmt: skip
+    key = f"{name}/source/sourcedir.tar.gz"
+    env["s3"].put_object(Bucket=BUCKET, Key=key, Body=code)
+    env["sm"].create_training_job(**job_request(name, env["role"], BUCKET, f"s3://{BUCKET}/{key}"))
+    job = wait_done(env["sm"], name, timeout_s=120)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    events = env["logs"].filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    )
+    assert any(e["message"] == "tinypkg says 42" for e in events["events"])
+
+
+def source_tar_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

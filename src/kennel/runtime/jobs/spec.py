@@ -42,5 +42,5 @@ class JobSpec:
     checkpoint_local_path: str | None = None  # inside the host, e.g. /opt/ml/checkpoints
     extra_python_paths: tuple[Path, ...] = ()  # environments built from requirements.txt
     memory_mb: int | None = None  # per host
-    log_bytes_per_host: int = 64 * 1024 * 1024
+    log_bytes_per_host: int = 16 * 1024 * 1024  # past this a host's output is dropped (the gateway's memory)
     gpus: tuple[int, ...] = ()  # the machine's GPUs this job may use, split between hosts

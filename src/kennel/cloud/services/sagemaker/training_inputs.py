@@ -86,7 +86,10 @@ def requirements_environment(requirements: Path, root: Path) -> Path:
                "--only-binary=:all:", "--target", str(partial), "-r", str(requirements)]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env)
+        # From the code directory, so a requirement may name a wheel shipped in the source archive.
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env, cwd=requirements.parent
+        )
     except subprocess.TimeoutExpired:
         raise JobFailure("AlgorithmError: InstallRequirementsError: pip did not finish in time") from None
     if done.returncode != 0:
