@@ -348,6 +348,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
 
     def close(self) -> None:
         self._stop.set()
+        self.stop_upkeep()
         with self._lock:
             endpoints = [*self.endpoints.values(), *self._retiring]
         instances = [

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.metrics import log_group, send_logs
 from kennel.runtime.endpoints.router import Variant
+from kennel.runtime.loop import ControlLoop, ticker
 
 if TYPE_CHECKING:
     from kennel.runtime.endpoints.manager import Endpoint, _Slot
@@ -44,20 +45,21 @@ class UpkeepMixin:
     _last_ping: float
     _last_sample: float
     _start_ready: Callable[[Endpoint, _Slot], Instance]
+    _upkeep_loops: list[ControlLoop]
 
     def start_upkeep(self, monitor_interval_s: float) -> None:
-        for name, interval, step in (
-            ("endpoint-monitor", monitor_interval_s, self._monitor),
-            ("endpoint-health", 1.0, self._health),
-        ):
-            threading.Thread(target=self._loop, args=(interval, step), daemon=True, name=name).start()
+        # The one never-die loop: a failing step is logged and counted, the loop that replaces dead
+        # instances goes on.
+        self._upkeep_loops = [
+            ticker("endpoint-monitor", monitor_interval_s, self._monitor),
+            ticker("endpoint-health", 1.0, self._health),
+        ]
+        for loop in self._upkeep_loops:
+            loop.start()
 
-    def _loop(self, interval_s: float, step: Callable[[], None]) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                step()
-            except Exception:  # one bad step must not end the loop that replaces dead instances
-                log.exception("endpoint %s step failed", step.__name__)
+    def stop_upkeep(self) -> None:
+        for loop in self._upkeep_loops:
+            loop.stop(timeout_s=5.0)
 
     def _active(self) -> list[tuple[Endpoint, Variant, Instance]]:
         with self._lock:

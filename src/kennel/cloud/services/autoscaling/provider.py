@@ -21,7 +21,7 @@ from kennel.cloud.services.autoscaling.sagemaker import SageMakerVariants
 from kennel.cloud.services.autoscaling.scheduled import ScheduledMixin
 from kennel.cloud.services.autoscaling.targets import TargetsMixin
 from kennel.cloud.services.base import Context, Provider
-from kennel.runtime.autoscaling.loop import ControlLoop
+from kennel.runtime.loop import ControlLoop
 
 log = logging.getLogger("kennel.autoscaling")
 
