@@ -12,7 +12,7 @@ from kennel.cloud.errors import NotImplementedOperation
 
 if TYPE_CHECKING:
     from kennel.cloud.auth.identity import Principal
-    from kennel.cloud.cloudstate import Cloud
+    from kennel.cloud.services.ports import ProviderDeps
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Provider:
     # Operations AWS never authorises with IAM (e.g. sts:GetCallerIdentity works even under a Deny).
     skip_authorization: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: ProviderDeps) -> None:
         self.cloud = cloud
         self._handlers: dict[str, Callable[[dict, Context], dict]] = {}
 

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kennel.runtime.endpoints.artifacts import Fetcher, ModelDataError, prepare_model_dir
@@ -22,6 +21,7 @@ from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.metrics import MetricBuffer, NullLogSink, NullMetricSink
 from kennel.runtime.endpoints.profiles import gpu_count, profile_for
 from kennel.runtime.endpoints.router import Fleet, Router, Variant
+from kennel.runtime.endpoints.shared import CapacityError, DeploymentFailed, Endpoint, Slot, VariantSpec
 from kennel.runtime.endpoints.standby import StandbyMixin
 from kennel.runtime.endpoints.upkeep import UpkeepMixin
 from kennel.runtime.sandbox import Sandbox
@@ -29,50 +29,7 @@ from kennel.runtime.telemetry import LogSink, MetricSink
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class VariantSpec:
-    name: str
-    model_name: str
-    model_data_url: str | None
-    environment: dict[str, str]
-    instance_type: str
-    instance_count: int
-    weight: float
-    image: str | None = None
-    startup_timeout_s: float = 240.0
-
-
-class CapacityError(Exception):
-    pass
-
-
-class DeploymentFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(eq=False)
-class Endpoint:
-    name: str
-    router: Router
-    reserved: int = 0  # instances counted against the machine's limit
-    fleets: list[Fleet] = field(default_factory=list)  # the active one plus any being launched
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def fleet(self) -> Fleet:
-        return self.router.fleet
-
-
-@dataclass(eq=False)
-class _Slot:
-    """What a variant needs to start one more instance like the others."""
-
-    spec: VariantSpec
-    model_dir: Path
-    fleet: Fleet
+__all__ = ["CapacityError", "DeploymentFailed", "Endpoint", "EndpointManager", "Slot", "VariantSpec"]
 
 
 class EndpointManager(StandbyMixin, UpkeepMixin):
@@ -107,7 +64,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         self.endpoints: dict[str, Endpoint] = {}
         self._retiring: list[Endpoint] = []
         self._lock = threading.RLock()
-        self._slots: dict[int, _Slot] = {}  # id(Variant) → how to grow it
+        self._slots: dict[int, Slot] = {}  # id(Variant) → how to grow it
         self.init_standby()
         self._log_sources: list[tuple[str, Instance]] = []
         self._gpus = gpu_count()
@@ -150,7 +107,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
 
     # --- launching ------------------------------------------------------------------------------------
 
-    def _new_instance(self, endpoint: Endpoint, slot: _Slot) -> Instance:
+    def _new_instance(self, endpoint: Endpoint, slot: Slot) -> Instance:
         profile = profile_for(slot.spec.instance_type)
         gpu = None
         if profile.wants_gpu and self._gpus:
@@ -180,7 +137,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             self._log_sources.append((endpoint.name, instance))
         return instance
 
-    def _start_ready(self, endpoint: Endpoint, slot: _Slot) -> Instance:
+    def _start_ready(self, endpoint: Endpoint, slot: Slot) -> Instance:
         """One instance, started and healthy (a port taken in the meantime gets one more try)."""
         for attempt in (0, 1):
             instance = self._new_instance(endpoint, slot)
@@ -206,7 +163,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             fleet.variants[spec.name] = Variant(
                 spec.name, spec.weight, desired_count=spec.instance_count, desired_weight=spec.weight
             )
-        slots: list[_Slot] = []
+        slots: list[Slot] = []
         try:
             for spec in specs:
                 try:
@@ -215,7 +172,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
                     )
                 except ModelDataError as exc:
                     raise DeploymentFailed(f"Variant {spec.name}: {exc}") from exc
-                slot = _Slot(spec, model_dir, fleet)
+                slot = Slot(spec, model_dir, fleet)
                 self._slots[id(fleet.variants[spec.name])] = slot
                 slots.extend([slot] * spec.instance_count)
             self._start_all(endpoint, slots)
@@ -224,10 +181,10 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
             raise
         return fleet
 
-    def _start_all(self, endpoint: Endpoint, slots: list[_Slot]) -> None:
+    def _start_all(self, endpoint: Endpoint, slots: list[Slot]) -> None:
         errors: list[str] = []
 
-        def one(slot: _Slot) -> None:
+        def one(slot: Slot) -> None:
             try:
                 instance = self._start_ready(endpoint, slot)
             except InstanceFailed as exc:

@@ -14,9 +14,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
+from kennel.runtime.endpoints.shared import Endpoint, Slot
 
 if TYPE_CHECKING:
-    from kennel.runtime.endpoints.manager import Endpoint, _Slot
     from kennel.runtime.endpoints.router import Variant
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class StandbyMixin:
     def _refill(self, endpoint: Endpoint, variant: Variant) -> None:
         key = id(variant)
         with self._lock:
-            slot: _Slot | None = self._slots.get(key)
+            slot: Slot | None = self._slots.get(key)
             if slot is None or key in self._standby or key in self._standby_starting:
                 return
             if key not in self._standby_wanted or endpoint.cancelled.is_set():
@@ -65,7 +65,7 @@ class StandbyMixin:
             self._standby_starting.add(key)
         threading.Thread(target=self._start_standby, args=(endpoint, slot, key), daemon=True).start()
 
-    def _start_standby(self, endpoint: Endpoint, slot: _Slot, key: int) -> None:
+    def _start_standby(self, endpoint: Endpoint, slot: Slot, key: int) -> None:
         try:
             instance = self._start_ready(endpoint, slot)
         except InstanceFailed as exc:

@@ -16,15 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.metrics import log_group, send_logs
 from kennel.runtime.endpoints.router import Variant
+from kennel.runtime.endpoints.shared import Endpoint, Slot
 from kennel.runtime.loop import ControlLoop, ticker
-
-if TYPE_CHECKING:
-    from kennel.runtime.endpoints.manager import Endpoint, _Slot
 
 log = logging.getLogger(__name__)
 _PING_FAILURES_BEFORE_KILL = 3
@@ -39,12 +37,12 @@ class UpkeepMixin:
     ping_interval_s: float
     sample_interval_s: float
     _lock: threading.RLock
-    _slots: dict[int, _Slot]
+    _slots: dict[int, Slot]
     _log_sources: list[tuple[str, Instance]]
     _stop: threading.Event
     _last_ping: float
     _last_sample: float
-    _start_ready: Callable[[Endpoint, _Slot], Instance]
+    _start_ready: Callable[[Endpoint, Slot], Instance]
     _upkeep_loops: list[ControlLoop]
 
     def start_upkeep(self, monitor_interval_s: float) -> None:
@@ -104,7 +102,7 @@ class UpkeepMixin:
         if slot is not None:
             threading.Thread(target=self._replace, args=(endpoint, slot), daemon=True).start()
 
-    def _replace(self, endpoint: Endpoint, slot: _Slot) -> None:
+    def _replace(self, endpoint: Endpoint, slot: Slot) -> None:
         backoff = 1.0
         while not endpoint.cancelled.is_set() and not self._stop.is_set():
             variant = slot.fleet.variants[slot.spec.name]

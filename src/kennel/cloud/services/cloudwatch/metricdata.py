@@ -14,16 +14,13 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kennel.cloud.errors import ValidationError, error_class
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, Series, Value, evaluate
 from kennel.cloud.services.cloudwatch.recorder import Dimensions
-
-if TYPE_CHECKING:
-    from kennel.cloud.services.cloudwatch.provider import CloudWatchProvider
 
 InvalidParameterValue = error_class("InvalidParameterValue")
 InvalidParameterCombination = error_class("InvalidParameterCombination")
@@ -54,7 +51,7 @@ def dimension_key(dimensions: list[dict] | None) -> Dimensions:
 
 
 class MetricDataMixin:
-    def get_metric_data(self: CloudWatchProvider, params: dict, ctx: Context) -> dict:
+    def get_metric_data(self, params: dict, ctx: Context) -> dict:
         start, end = time_range(params)
         queries = params["MetricDataQueries"]
         _check_queries(queries)
@@ -102,7 +99,7 @@ class MetricDataMixin:
             results.append((query, sorted(value.items(), reverse=descending)))
         return _page(params, results)
 
-    def _stat_series(self: CloudWatchProvider, stat: dict, start: int, end: float) -> Series:
+    def _stat_series(self, stat: dict, start: int, end: float) -> Series:
         metric = stat["Metric"]
         if not metric.get("Namespace") or not metric.get("MetricName"):
             raise ValidationError("A MetricStat's Metric needs a Namespace and a MetricName.")

@@ -11,7 +11,7 @@ import base64
 import itertools
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import and_, select, tuple_
 
@@ -20,9 +20,6 @@ from kennel.cloud.services.base import Context
 from kennel.cloud.services.logs import tables as t
 from kennel.cloud.services.logs.filter import FilterPatternError, compile_pattern
 from kennel.cloud.services.logs.writer import DAY_MS
-
-if TYPE_CHECKING:
-    from kennel.cloud.services.logs.provider import LogsProvider
 
 InvalidParameter = error_class("InvalidParameterException")
 
@@ -40,7 +37,7 @@ _TS_DIGITS, _ID_DIGITS = 16, 20
 
 class EventsMixin:
     # ----- PutLogEvents -------------------------------------------------------------------------------
-    def put_log_events(self: LogsProvider, params: dict, ctx: Context) -> dict:
+    def put_log_events(self, params: dict, ctx: Context) -> dict:
         group, stream = self.group_name(params), params["logStreamName"]
         events = params["logEvents"]
         if not events:
@@ -82,7 +79,7 @@ class EventsMixin:
         return result
 
     # ----- GetLogEvents -------------------------------------------------------------------------------
-    def get_log_events(self: LogsProvider, params: dict, ctx: Context) -> dict:
+    def get_log_events(self, params: dict, ctx: Context) -> dict:
         group = self.group_name(params)
         _, stream_id = self.stream_ids(group, params["logStreamName"])
         limit = params.get("limit") or 10_000
@@ -129,7 +126,7 @@ class EventsMixin:
                 "nextBackwardToken": _position_token("b", pos[0], 0)}  # fmt: skip
 
     # ----- FilterLogEvents ----------------------------------------------------------------------------
-    def filter_log_events(self: LogsProvider, params: dict, ctx: Context) -> dict:
+    def filter_log_events(self, params: dict, ctx: Context) -> dict:
         group = self.group_name(params)
         names, prefix = params.get("logStreamNames"), params.get("logStreamNamePrefix")
         if names and prefix:

@@ -1,0 +1,79 @@
+"""What a provider may use, named: the parts of the cloud a provider receives (``ProviderDeps``) and
+the ports through which one service reaches another.
+
+The assembly (``kennel.cloud.cloudstate.Cloud``) provides these. Nothing here imports a provider or
+the assembly, so providers depend on this narrow surface and the import graph has no circle through
+the assembly. ``providers`` is the remaining service locator: lookups through it are being replaced
+by ports (``service_roles`` is the first: iam:PassRole + the role's trust of a service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from kennel.cloud.audit import AuditLog
+from kennel.cloud.auth.identity import IdentityDirectory
+from kennel.cloud.authz import Authorizer
+from kennel.cloud.objectstore.store import ObjectStore
+from kennel.cloud.store import Store
+from kennel.runtime.sandbox import Sandbox
+from kennel.settings import Settings
+
+
+class ServiceRolePort(Protocol):
+    def require_passable(
+        self,
+        ctx: Any,
+        role_arn: str,
+        service_principal: str,
+        associated_resource_arn: str,
+        *,
+        errors: Any = None,
+    ) -> str:
+        """The role's name once the caller may pass it to the service and the role trusts the service."""
+        ...
+
+    def assumable(
+        self, role_arn: str, service_principal: str, source_arn: str | None = None, *, errors: Any = None
+    ) -> str:
+        """The role's name if the service may assume it now (no PassRole: the service acting later)."""
+        ...
+
+
+class CredentialIssuer(Protocol):
+    def issue(self, role: str, session: str, source_arn: str, duration_s: int) -> dict:
+        """STS-shaped temporary credentials of a session of ``role``."""
+        ...
+
+
+class MetricSinkPort(Protocol):
+    def put(self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, *,
+            unit: str = "None", timestamp: float | None = None) -> None: ...  # fmt: skip
+
+
+class LogSinkPort(Protocol):
+    def append(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None: ...
+
+
+class ProviderDeps(Protocol):
+    """The cloud as a provider sees it."""
+
+    settings: Settings
+    store: Store
+    identities: IdentityDirectory
+    authorizer: Authorizer
+    audit: AuditLog
+    objects: ObjectStore
+    sandbox: Sandbox
+    service_roles: ServiceRolePort
+    providers: dict[str, Any]
+
+    @property
+    def sts(self) -> CredentialIssuer: ...
+
+    @property
+    def logs(self) -> LogSinkPort: ...
+
+    @property
+    def metrics(self) -> MetricSinkPort: ...
