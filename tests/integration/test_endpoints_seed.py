@@ -12,7 +12,6 @@ import tarfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -175,27 +174,17 @@ def test_seed_script_is_served_unmodified(cloud, seeded) -> None:
     served = rt.invoke_endpoint(EndpointName=seeded["seed"], Body=image, ContentType="image/jpeg")
     assert np.allclose(json.loads(served["Body"].read()), expected, atol=1e-4)
 
-    class Picture(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.end_headers()
-            self.wfile.write(image)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Picture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/dog.jpg"
-        by_url = rt.invoke_endpoint(
-            EndpointName=seeded["seed"], Body=json.dumps({"url": url}), ContentType="application/json"
-        )
-        assert np.allclose(json.loads(by_url["Body"].read()), expected, atol=1e-4)
-    finally:
-        server.shutdown()
-        server.server_close()
+    # By URL: the sandboxed model reaches nothing on the host's loopback but the gateway, so the picture
+    # is an S3 object behind a presigned URL (as it would be on AWS), fetched through the gateway.
+    s3 = cloud.client("s3")
+    bucket = f"seed-pictures-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="dog.jpg", Body=image, ContentType="image/jpeg")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "dog.jpg"}, ExpiresIn=600)
+    by_url = rt.invoke_endpoint(
+        EndpointName=seeded["seed"], Body=json.dumps({"url": url}), ContentType="application/json"
+    )
+    assert np.allclose(json.loads(by_url["Body"].read()), expected, atol=1e-4)
 
 
 def test_update_endpoint_switches_models_without_failed_requests(cloud, seeded) -> None:
