@@ -224,6 +224,7 @@ class Instance:
         self.close_connections()
         proc = self.proc
         if proc is None or proc.poll() is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
             return
         try:
             proc.send_signal(signal.SIGTERM)

@@ -202,6 +202,7 @@ class Sandbox:
                 lambda: self._popen(list(spec.argv), env, cwd, stdin, stdout, stderr, pass_fds), spec, []
             )
         cleanups: list[Callable[[], None]] = []
+        hosts_fd = None
         try:
             network = spec.network
             if network is None and not spec.host_network:  # a private namespace, dropped with the process
@@ -212,10 +213,8 @@ class Sandbox:
             if group is not None:
                 cleanups.append(group.remove)
             fds = list(pass_fds)
-            hosts_fd = None
             if spec.hosts:
                 hosts_fd = _data_fd(hosts_file(spec.hosts))
-                cleanups.insert(0, lambda: os.close(hosts_fd))  # type: ignore[arg-type]
                 fds.append(hosts_fd)
             argv = []
             if group is not None:
@@ -234,9 +233,9 @@ class Sandbox:
         except BaseException:
             _run_all(cleanups)
             raise
-        if hosts_fd is not None:
-            os.close(hosts_fd)
-            cleanups.pop(0)
+        finally:
+            if hosts_fd is not None:  # the child has its copy (or there is no child)
+                os.close(hosts_fd)
         return proc
 
     def _popen(self, argv, env, cwd, stdin, stdout, stderr, pass_fds) -> SandboxProcess:
