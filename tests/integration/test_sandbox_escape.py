@@ -192,6 +192,7 @@ def setup(cloud, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _assert_contained(results: dict, setup: dict) -> None:
+    print(json.dumps(results, indent=1))  # what each attempt met (`pytest -rP` shows it)
     for name in ATTEMPTS:
         assert name in results
     for name, outcome in results.items():
