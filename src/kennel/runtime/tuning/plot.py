@@ -47,12 +47,12 @@ def render(path: Path, title: str, trials: Sequence[TrialPoint], metric: str, mi
     figure, axes = plt.subplots(1, columns, figsize=(4.2 * columns, 3.8), squeeze=False)
     ax = axes[0][0]
     xs = list(range(1, len(trials) + 1))
-    values = [t.objective for t in trials]
     colours = {"Completed": "tab:blue", "Stopped": "tab:orange", "Failed": "tab:red"}
     for x, trial in zip(xs, trials, strict=True):
         if trial.objective is not None:
             ax.scatter(x, trial.objective, color=colours.get(trial.status, "tab:gray"), zorder=3)
-    best = best_so_far(values, minimize)
+    # The line follows BestTrainingJob, which only counts completed trials.
+    best = best_so_far([t.objective if t.status == "Completed" else None for t in trials], minimize)
     ax.step(xs, [b if b is not None else float("nan") for b in best], where="post", color="black",
             label="best so far")  # fmt: skip
     ax.set_xlabel("trial")
