@@ -56,7 +56,8 @@ def test_grid_covers_every_point_once():
 
 
 def test_bayesian_values_stay_in_range_and_parallel_asks_differ():
-    search = _search("Bayesian", max_trials=20)
+    # TPE (Bayesian past GP_MAX_TRIALS, and Hyperband's sampler); GP is measured by benchmarks/tuning.py.
+    search = _search("Bayesian", max_trials=20, bayesian_sampler="tpe")
     _run(search, 5)
     pending = [search.ask(f"p{i}", 10 + i) for i in range(3)]
     assert len({p["lr"] for p in pending}) == 3
@@ -98,3 +99,14 @@ def test_auto_early_stopping_uses_the_median_rule():
     search.ask("bad", 4)
     assert search.report("bad", 0.9) is False  # better than the median of 1.0
     assert search.report("bad", 0.9) is True  # epoch 2: worse than running average 0.75
+
+
+def test_bayesian_is_gp_until_the_search_grows_long():
+    search = _search("Bayesian", max_trials=400)
+    assert type(search.study.sampler).__name__ == "GPSampler"
+    points = [
+        {"lr": str(0.001 * (1 + i % 90)), "layers": str(1 + i % 8), "batch": '"64"'} for i in range(200)
+    ]
+    search.seed(Finished(p, float(i), "complete") for i, p in enumerate(points))
+    search.ask("late", 201)
+    assert type(search.study.sampler).__name__ == "TPESampler"

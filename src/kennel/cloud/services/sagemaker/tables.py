@@ -71,7 +71,9 @@ tuning_jobs = Table(
     Column("created", Float, nullable=False),
     Column("modified", Float, nullable=False),
     Column("status", String, nullable=False),  # HyperParameterTuningJobStatus
-    Column("spec", Text, nullable=False),  # CreateHyperParameterTuningJob's input minus Tags
+    # CreateHyperParameterTuningJob's input minus Tags: sealed, as its definitions' Environment may
+    # hold secrets exactly like a training job's.
+    Column("spec", Sealed("sagemaker_tuning_jobs.spec"), nullable=False),
     # Trials launched (index, definition), stop request, early stops, end time, completion details.
     Column("state", Text, nullable=False, default="{}"),
     Column("tags", Text, nullable=False, default="[]"),

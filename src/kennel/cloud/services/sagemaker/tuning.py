@@ -18,7 +18,7 @@ from kennel.cloud.services.base import Context
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import ResourceNotFound, dumps, list_page, sagemaker_arn
 from kennel.cloud.services.sagemaker.training import SAGEMAKER_PRINCIPAL
-from kennel.cloud.services.sagemaker.tuning_control import ACTIVE, TuningController, TuningLoop
+from kennel.cloud.services.sagemaker.tuning_control import ACTIVE, TuningController, tuning_loop
 from kennel.cloud.services.sagemaker.tuning_defs import (
     MAX_WARM_START_PARENTS,
     check_config,
@@ -69,13 +69,13 @@ class TuningJobs:
         self.require_passable = require_passable
         self.clock = clock
         self.controller = TuningController(store=store, training=training, clock=clock)
-        self.loop = TuningLoop(self.controller)
+        self.loop = tuning_loop(self.controller)
 
     def start(self) -> None:
         self.loop.start()
 
     def close(self) -> None:
-        self.loop.close()
+        self.loop.stop()
 
     def arn(self, name: str) -> str:
         return sagemaker_arn(self.region, self.account, KIND, name)
@@ -105,6 +105,7 @@ class TuningJobs:
                     state=dumps({"trials": {}, "next_index": 1}), tags=dumps(params.get("Tags", [])),
                 )
             )  # fmt: skip
+        self.loop.wake()  # the first trials start now, not at the next tick
         return {"HyperParameterTuningJobArn": arn}
 
     def _check_warm_start(self, params: dict, defs) -> None:
@@ -261,6 +262,7 @@ class TuningJobs:
                 f"The request was rejected because the tuning job is in status {row['status']}."
             )
         self.controller.request_stop(row["name"])
+        self.loop.wake()
         return {}
 
     def running_trials(self, name: str) -> list[str]:

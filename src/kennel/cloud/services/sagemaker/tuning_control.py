@@ -40,6 +40,7 @@ from kennel.cloud.services.sagemaker.tuning_views import (
     spec_of,
     state_of,
 )
+from kennel.runtime.loop import ControlLoop
 from kennel.runtime.tuning.progress import Decision, Snapshot, decide, not_improving
 from kennel.runtime.tuning.study import Finished, Search, SearchConfig
 
@@ -321,36 +322,15 @@ class TuningController:
             self._live.pop(name, None)
 
 
-class TuningLoop:
-    """The loop that never dies: each job's step is isolated, timed and logged."""
+def tuning_loop(controller: TuningController, tick_s: float = TICK_S) -> ControlLoop:
+    """The never-die loop over active tuning jobs: each job's step isolated, timed and logged; a job
+    whose step keeps failing is marked Failed (``step_failed``) while the others go on."""
 
-    def __init__(self, controller: TuningController, tick_s: float = TICK_S) -> None:
-        self.controller = controller
-        self.tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sagemaker-tuning", daemon=True)
+    def step(name, _now: float) -> None:
+        try:
+            controller.step(name)
+        except Exception as exc:
+            controller.step_failed(name, exc)
+            raise  # the loop logs it with its key and counts it
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                names = self.controller.active_names()
-            except Exception:
-                log.exception("tuning loop: cannot list active tuning jobs")
-                continue
-            for name in names:
-                started = time.monotonic()
-                try:
-                    self.controller.step(name)
-                except Exception as exc:  # one job's fault must not stop the others
-                    log.exception("tuning job %s: step failed", name)
-                    self.controller.step_failed(name, exc)
-                took = time.monotonic() - started
-                if took > 2.0:
-                    log.warning("tuning job %s: a step took %.1f s", name, took)
+    return ControlLoop(controller.active_names, step, interval_s=tick_s, name="sagemaker-tuning")
