@@ -228,3 +228,49 @@ def test_unknown_and_duplicate_jobs(env):
         with pytest.raises(ClientError, match="ResourceInUse"):
             sm.create_hyper_parameter_tuning_job(**tuning_request(parent, env["role"], env["code"]))
     assert json.dumps(sm.list_hyper_parameter_tuning_jobs(MaxResults=1), default=str)
+
+
+def test_several_definitions_a_target_and_passrole(env, cloud):
+    sm = env["sm"]
+    # TrainingJobDefinitions: trials alternate between the definitions, each with its own ranges.
+    name = unique("multi")
+    base = tuning_request(name, env["role"], env["code"], strategy="Random", max_jobs=2, parallel=2)
+    config = base["HyperParameterTuningJobConfig"]
+    objective = config.pop("HyperParameterTuningJobObjective")
+    space = config.pop("ParameterRanges")
+    definitions = []
+    for label, opt in (("adam-def", '"adam"'), ("sgd-def", '"sgd"')):
+        item = dict(base["TrainingJobDefinition"], DefinitionName=label, TuningObjective=objective)
+        item["HyperParameterRanges"] = {**space, "CategoricalParameterRanges": []}
+        item["StaticHyperParameters"] = {**item["StaticHyperParameters"], "opt": opt}
+        definitions.append(item)
+    del base["TrainingJobDefinition"]
+    sm.create_hyper_parameter_tuning_job(**base, TrainingJobDefinitions=definitions)
+    job = wait_tuning(sm, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    assert [d["DefinitionName"] for d in job["TrainingJobDefinitions"]] == ["adam-def", "sgd-def"]
+    assert sorted(s["TrainingJobDefinitionName"] for s in trials(sm, name)) == ["adam-def", "sgd-def"]
+
+    # TargetObjectiveMetricValue: the first trial reaches it, so the search ends after one.
+    target = unique("target")
+    _create(env, target, strategy="Random", max_jobs=5, parallel=1,
+            TuningJobCompletionCriteria={"TargetObjectiveMetricValue": 100.0})  # fmt: skip
+    done = wait_tuning(sm, target)
+    assert done["HyperParameterTuningJobStatus"] == "Completed" and len(trials(sm, target)) == 1
+    assert "NumberOfTrainingJobsObjectiveNotImproving" in done["TuningJobCompletionDetails"]
+
+    # A caller who may create tuning jobs but not pass the role is refused at Create.
+    iam, user = cloud.client("iam"), unique("tuner")
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="tuning", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sagemaker:*", "Resource": "*"}],
+    }))  # fmt: skip
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    as_user = cloud.client("sagemaker", key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    with pytest.raises(ClientError) as denied:
+        as_user.create_hyper_parameter_tuning_job(
+            **tuning_request(unique("nopass"), env["role"], env["code"])
+        )
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "iam:PassRole" in denied.value.response["Error"]["Message"]
