@@ -50,6 +50,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._write_stall: asyncio.TimerHandle | None = None
         self._address: str | None = None
         self._in_headers = False  # the parser is inside a request line or headers
+        self._headers_began: float | None = None  # loop time of the first byte of those headers
 
     # --- connections per client address -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -79,15 +80,25 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     # --- read deadlines, by parser phase ------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Only headers still unfinished after a whole packet need a timer: the usual request arrives in
+        # one packet and costs none (this runs per packet, so it stays a few attribute reads).
+        if self._in_headers and self._headers_began is not None:
+            self._arm(self._headers_began + self.header_timeout_s - self.loop.time())
+            self._headers_began = None
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._disarm()  # the idle deadline: a request has begun
         if self.cycle is None or self.cycle.response_complete:
-            self._arm(self.header_timeout_s)
+            self._headers_began = self.loop.time()
         # else: a pipelined request behind one still running; its clock starts when that one answers.
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._headers_began = None
         self._disarm()
         super().on_headers_complete()
 
@@ -111,8 +122,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm(self.body_timeout_s)  # answered before its body was read: let the rest arrive
         elif self._in_headers:
             self._arm(self.header_timeout_s)
+        elif self.timeout_keep_alive_task is None or self.timeout_keep_alive > self.keep_alive_timeout_s:
+            self._arm(self.keep_alive_timeout_s)  # idle, and uvicorn's own timer is not as short
         else:
-            self._arm(self.keep_alive_timeout_s)  # idle (uvicorn's own timer, if configured, agrees)
+            self._disarm()  # idle: uvicorn's keep-alive timer (server.py gives it ours) closes it
 
     # --- write stalls ---------------------------------------------------------------------------------
     def pause_writing(self) -> None:
