@@ -30,11 +30,11 @@ from rich.table import Table
 
 from kennel.cloud import server
 from kennel.cloud.cloudstate import admin_credentials
-from kennel.loadtest import Clients, StepLoad, step_load
+from kennel.demo.loadtest import Clients, StepLoad, step_load
+from kennel.demo.timeline import plot
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
 from kennel.ml.transforms import Preprocess
-from kennel.runtime.autoscaling.timeline import plot
 from kennel.settings import Settings
 
 

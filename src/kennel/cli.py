@@ -315,11 +315,17 @@ def iam_generate_policy(
 def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="where data, model and plots go"),
     epochs: int = typer.Option(6, help="training epochs"),
+    examples: Path = typer.Option(
+        Path("examples/dog_breeds"), help="the seeds' Lambda function and least-privilege policy"
+    ),
 ) -> None:
     """Offline end to end: synthetic data → train → evaluate → plots → package → predict."""
-    from kennel.workflows import run_demo
+    from kennel.demo.run import run_demo
 
-    run_demo(workdir, epochs=epochs, console=console)
+    if not (examples / "lambda_function.py").is_file():
+        console.print(f"{examples} has no lambda_function.py: run from the repository or pass --examples")
+        raise typer.Exit(1)
+    run_demo(workdir, epochs=epochs, examples=examples, console=console)
 
 
 if __name__ == "__main__":

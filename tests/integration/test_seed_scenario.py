@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tests.integration.roles import service_role
 
-from kennel.cloud_demo import serve_image_bytes
+from kennel.demo.cloud import serve_image_bytes
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.labels import dog_breed_folders, readable_label
 from kennel.ml.models import ModelConfig, build_model

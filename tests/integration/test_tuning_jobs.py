@@ -165,17 +165,18 @@ def test_hyperband_and_auto_early_stopping_stop_clearly_worse_trials(env):
             assert series["TrainingJobStatus"] == "Stopped"
 
 
-def test_stop_a_tuning_job_midway(env):
-    sm, name = env["sm"], unique("stop")
+def test_stop_a_tuning_job_midway(env, cloud):
+    sm, logs, name = env["sm"], cloud.client("logs"), unique("stop")
     _create(env, name, strategy="Random", max_jobs=6, parallel=2, static={"epochs": 40, "sleep": 0.25})
+
+    def printing(trial: str) -> bool:  # its script is running: an epoch line reached CloudWatch Logs
+        events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=trial)
+        return any("Testing Loss" in e["message"] for e in events["events"])
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        running = [s for s in trials(sm, name) if s["TrainingJobStatus"] == "InProgress"]
-        if (
-            running
-            and sm.describe_training_job(TrainingJobName=running[0]["TrainingJobName"])["SecondaryStatus"]
-            == "Training"
-        ):
+        running = [s["TrainingJobName"] for s in trials(sm, name) if s["TrainingJobStatus"] == "InProgress"]
+        if len(running) == 2 and all(printing(trial) for trial in running):
             break
         time.sleep(0.2)
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from kennel.loadtest import Clients
+from kennel.demo.loadtest import Clients
 
 ACCOUNT = "000000000000"
 BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"  # the SageMaker SDK's default bucket name

@@ -20,13 +20,12 @@ from rich.console import Console
 from kennel.cloud import server
 from kennel.cloud.cloudstate import admin_credentials
 from kennel.demo import training
-from kennel.loadtest import Clients, StepLoad, step_load
-from kennel.runtime.autoscaling.timeline import plot
+from kennel.demo.loadtest import Clients, StepLoad, step_load
+from kennel.demo.timeline import plot
 from kennel.settings import Settings
 from kennel.workflows import predict_image
 
 ACCOUNT = "000000000000"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dog_breeds"
 SLEEPER = "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return {'slept': 1}\n"
 
 
@@ -92,8 +91,10 @@ def run_cloud_demo(
     hyperparameters: dict[str, str],
     image: Path,
     labels: list[str],
+    examples: Path,
     console: Console,
 ) -> None:
+    """``examples``: the directory with the seeds' Lambda function and least-privilege policy."""
     settings = Settings(state_dir=workdir / "cloud", port=server.free_port(), time_scale_s=2.0)
     console.rule("2. kennel up: the local cloud (one simulated minute = 2 s for the autoscaling part)")
     running = server.start_detached(settings)
@@ -113,7 +114,7 @@ def run_cloud_demo(
         for rank, row in enumerate(predict_image(archive, image, top_k=3), start=1):
             console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
         _endpoint_part(clients, job["ModelArtifacts"]["S3ModelArtifacts"], image, console)
-        _lambda_part(clients, image, labels, console, workdir)
+        _lambda_part(clients, image, labels, console, workdir, examples)
         _autoscaling_part(clients, settings, workdir, console)
     finally:
         server.stop(settings.state_dir)
@@ -140,11 +141,13 @@ def _endpoint_part(clients: Clients, model_data: str, image: Path, console: Cons
         console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
 
 
-def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Console, workdir: Path) -> None:
+def _lambda_part(
+    clients: Clients, image: Path, labels: list[str], console: Console, workdir: Path, examples: Path
+) -> None:
     console.rule("6. the seeds' Lambda function in front of the endpoint, then least privilege")
     iam, fn = clients("iam"), clients("lambda")
     role_arn = _lambda_role(iam, "dog-breeds-lambda")
-    package = _zip({"lambda_function.py": (EXAMPLES / "lambda_function.py").read_text()})
+    package = _zip({"lambda_function.py": (examples / "lambda_function.py").read_text()})
     clients("s3").put_object(
         Bucket=f"sagemaker-us-east-1-{ACCOUNT}", Key="dog-breeds/lambda.zip", Body=package
     )
@@ -162,7 +165,7 @@ def _lambda_part(clients: Clients, image: Path, labels: list[str], console: Cons
     url = _serve_image(image)
     payload, error = _invoke(fn, "dog-breeds", {"url": url})
     console.print(f"with AWSLambdaBasicExecutionRole only: {error}: {payload.get('errorMessage', '')[:150]}…")
-    policy = json.loads((EXAMPLES / "least_privilege_policy.json").read_text())
+    policy = json.loads((examples / "least_privilege_policy.json").read_text())
     iam.put_role_policy(
         RoleName="dog-breeds-lambda", PolicyName="invoke-dog-breeds", PolicyDocument=json.dumps(policy)
     )

@@ -15,7 +15,7 @@ from botocore.config import Config
 from PIL import Image
 from rich.console import Console
 
-from kennel.runtime.autoscaling.timeline import CapacitySample, Timeline, per_period
+from kennel.demo.timeline import CapacitySample, Timeline, per_period
 
 RESOURCE = "endpoint/{}/variant/AllTraffic"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
