@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -223,9 +222,4 @@ def unpack_artifact(archive: Path, dest: Path) -> Path:
     except (CorruptArchiveError, tarfile.TarError, EOFError, OSError) as exc:
         raise ArtifactError(f"{archive.name} is not a readable tar.gz archive: {exc}") from exc
     read_meta(dest)
-    return dest
-
-
-def copy_model_dir(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     return dest

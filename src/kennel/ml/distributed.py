@@ -74,14 +74,6 @@ def all_reduce_sum(values: list[float], placement: Placement) -> list[float]:
     return tensor.tolist()
 
 
-def broadcast_object(obj, placement: Placement):
-    if not placement.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def all_gather_objects(obj, placement: Placement) -> list:
     if not placement.distributed:
         return [obj]

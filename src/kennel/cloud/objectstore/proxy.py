@@ -49,7 +49,6 @@ REQUEST_TIMEOUT_MESSAGE = (
     "Idle connections will be closed."
 )
 
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
 _MAX_DELETE_BODY = 2 * 1024 * 1024

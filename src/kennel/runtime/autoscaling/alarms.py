@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 OK, ALARM, INSUFFICIENT_DATA = "OK", "ALARM", "INSUFFICIENT_DATA"
-STATES = (OK, ALARM, INSUFFICIENT_DATA)
 TREAT_MISSING = ("missing", "ignore", "breaching", "notBreaching")
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kennel.runtime.endpoints.contract import BATCH_SIZE, CUSTOM_ATTRIBUTES, HANDLER_US
+from kennel.runtime.endpoints.contract import BATCH_SIZE, CUSTOM_ATTRIBUTES, HANDLER_US, INFERENCE_ID
 from kennel.runtime.endpoints.instances import Instance, InstanceTimeout, InstanceUnreachable
 from kennel.runtime.endpoints.metrics import MetricBuffer
 
@@ -242,7 +242,7 @@ class Router:
         if request.custom_attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
         if request.inference_id:
-            headers["X-Amzn-SageMaker-Inference-Id"] = request.inference_id
+            headers[INFERENCE_ID] = request.inference_id
         status: int | None = None
         model_us: float | None = None
         sent = time.perf_counter()

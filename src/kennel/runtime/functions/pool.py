@@ -158,10 +158,6 @@ class FunctionRuntime:
             ready = len(pool.envs)
             return ProvisionedStatus(pool.requested, ready, ready, pool.status, pool.reason)
 
-    def in_flight(self, function: str | None = None) -> int:
-        with self._lock:
-            return self._in_flight(function)
-
     def _in_flight(self, function: str | None) -> int:
         on_demand = sum(n for f, n in self._on_demand.items() if function in (None, f))
         provisioned = sum(p.busy for (f, _), p in self._provisioned.items() if function in (None, f))
