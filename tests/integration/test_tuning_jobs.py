@@ -170,7 +170,12 @@ def test_stop_a_tuning_job_midway(env, cloud):
     _create(env, name, strategy="Random", max_jobs=6, parallel=2, static={"epochs": 40, "sleep": 0.25})
 
     def printing(trial: str) -> bool:  # its script is running: an epoch line reached CloudWatch Logs
-        events = logs.filter_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=trial)
+        try:
+            events = logs.filter_log_events(
+                logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=trial
+            )
+        except logs.exceptions.ResourceNotFoundException:  # no job has logged anything yet
+            return False
         return any("Testing Loss" in e["message"] for e in events["events"])
 
     deadline = time.monotonic() + 60
