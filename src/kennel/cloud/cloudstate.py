@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -14,7 +15,7 @@ from kennel.cloud.audit import AuditLog
 from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.objectstore.store import ObjectStore
-from kennel.cloud.services.base import Provider
+from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.managed import managed_arn
 from kennel.cloud.services.iam.provider import IamProvider
@@ -74,6 +75,29 @@ class Cloud:
     def metrics(self):
         """The CloudWatch provider; implements ``kennel.runtime.telemetry.MetricSink``."""
         return self.providers["cloudwatch"]
+
+    @property
+    def alarms(self):
+        """The CloudWatch provider as the alarm book autoscaling evaluates each tick."""
+        return self.providers["cloudwatch"]
+
+    @property
+    def endpoints(self):
+        """The SageMaker provider as the endpoint directory (routers for InvokeEndpoint, warm standbys)."""
+        return self.providers["sagemaker"]
+
+    def internal_call(self, service: str, operation: str, params: dict, principal) -> dict:
+        """Another service's real operation (its validation and semantics), as a service principal."""
+        ctx = Context(
+            request_id=ids.request_id(),
+            service=service,
+            operation=operation,
+            principal=principal,
+            region=self.settings.region,
+            account=self.settings.account_id,
+            now=datetime.now(UTC),
+        )
+        return self.providers[service].handler(operation)(params, ctx)
 
     def ensure_admin(self) -> AdminCredentials:
         """The admin user exists from the first start on; its first access key is what `kennel env` prints."""

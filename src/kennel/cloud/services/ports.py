@@ -3,8 +3,9 @@ the ports through which one service reaches another.
 
 The assembly (``kennel.cloud.cloudstate.Cloud``) provides these. Nothing here imports a provider or
 the assembly, so providers depend on this narrow surface and the import graph has no circle through
-the assembly. ``providers`` is the remaining service locator: lookups through it are being replaced
-by ports (``service_roles`` is the first: iam:PassRole + the role's trust of a service).
+the assembly. A provider reaches another service only through a port here (service roles, credentials,
+sinks, the alarm book, the endpoint directory) or ``internal_call`` (the real operation, as a service
+principal); ``providers`` stays for the gateway's dispatch.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ class LogSinkPort(Protocol):
     def append(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None: ...
 
 
+class AlarmBook(Protocol):
+    def evaluate_alarms(self, now: float) -> None:
+        """Bring every metric alarm's state up to ``now`` (what drives scaling policies)."""
+        ...
+
+
+class EndpointDirectory(Protocol):
+    def router_for(self, name: str, account: str) -> Any:
+        """The running endpoint's router (InvokeEndpoint's data plane); AWS's error if there is none."""
+        ...
+
+    def keep_standby(self, endpoint: str, variant: str, wanted: bool) -> None:
+        """Keep (or drop) a warm, unrouted instance for a variant autoscaling may grow."""
+        ...
+
+
 class ProviderDeps(Protocol):
     """The cloud as a provider sees it."""
 
@@ -77,3 +94,13 @@ class ProviderDeps(Protocol):
 
     @property
     def metrics(self) -> MetricSinkPort: ...
+
+    @property
+    def alarms(self) -> AlarmBook: ...
+
+    @property
+    def endpoints(self) -> EndpointDirectory: ...
+
+    def internal_call(self, service: str, operation: str, params: dict, principal: Any) -> dict:
+        """Another service's real operation, as ``principal`` (a service acting for the account)."""
+        ...

@@ -53,10 +53,7 @@ class ApplicationAutoScalingProvider(
         return "*"
 
     def _evaluate_alarms(self, now: float) -> None:
-        metrics = self.cloud.providers.get("cloudwatch")
-        if metrics is None or not hasattr(metrics, "evaluate_alarms"):
-            raise RuntimeError("CloudWatch alarms are not available, so no alarm can drive scaling")
-        metrics.evaluate_alarms(now)
+        self.cloud.alarms.evaluate_alarms(now)
 
     def start(self) -> None:
         self.loop.start()

@@ -12,13 +12,9 @@ needs, and the user's authority was checked when the policy or target was create
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from kennel.cloud import ids
 from kennel.cloud.auth.identity import Principal, assumed_role_arn
 from kennel.cloud.errors import AwsError, ValidationException
 from kennel.cloud.services.autoscaling.common import SERVICE_ROLE, role_arn, variant_of
-from kennel.cloud.services.base import Context
 from kennel.runtime.autoscaling.loop import Capacity
 
 _ROLE_NAME = SERVICE_ROLE.rsplit("/", 1)[1]
@@ -42,19 +38,7 @@ class SageMakerVariants:
         )
 
     def _call(self, operation: str, params: dict) -> dict:
-        provider = self.cloud.providers.get("sagemaker")
-        if provider is None:
-            raise ValidationException("The SageMaker service is not running in this Kennel.")
-        ctx = Context(
-            request_id=ids.request_id(),
-            service="sagemaker",
-            operation=operation,
-            principal=self.principal,
-            region=self.cloud.settings.region,
-            account=self.cloud.settings.account_id,
-            now=datetime.now(UTC),
-        )
-        return provider.handler(operation)(params, ctx)
+        return self.cloud.internal_call("sagemaker", operation, params, self.principal)
 
     def _describe(self, endpoint: str) -> dict | None:
         try:
@@ -89,9 +73,7 @@ class SageMakerVariants:
     def prepare(self, resource_id: str, may_grow: bool) -> None:
         """Keep a warm standby instance while the variant may still scale out (none once it cannot)."""
         endpoint, variant = variant_of(resource_id)
-        provider = self.cloud.providers.get("sagemaker")
-        if provider is not None and hasattr(provider, "keep_standby"):
-            provider.keep_standby(endpoint, variant, may_grow)
+        self.cloud.endpoints.keep_standby(endpoint, variant, may_grow)
 
     def set_desired_capacity(self, resource_id: str, count: int) -> None:
         endpoint, variant = variant_of(resource_id)

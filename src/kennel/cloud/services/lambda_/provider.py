@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
 
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.base import Context, Provider
@@ -43,29 +42,6 @@ _UNQUALIFIED = frozenset(
 )  # fmt: skip
 
 
-class _Logs:
-    """A LogSink for the CloudWatch Logs provider, looked up per write: it may start after Lambda."""
-
-    def __init__(self, cloud) -> None:
-        self.cloud = cloud
-
-    def append(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None:
-        sink = self.cloud.providers.get("logs")
-        if sink is not None:
-            sink.append(group, stream, events)
-
-
-class _Metrics:
-    def __init__(self, cloud) -> None:
-        self.cloud = cloud
-
-    def put(self, namespace: str, name: str, dimensions: Mapping[str, str], value: float, *,
-            unit: str = "None", timestamp: float | None = None) -> None:  # fmt: skip
-        sink = self.cloud.providers.get("cloudwatch")
-        if sink is not None:
-            sink.put(namespace, name, dimensions, value, unit=unit, timestamp=timestamp)
-
-
 class LambdaProvider(FunctionsMixin, AliasesMixin, ConcurrencyMixin, PermissionsMixin, InvokeMixin, Provider):
     service = "lambda"
 
@@ -85,7 +61,7 @@ class LambdaProvider(FunctionsMixin, AliasesMixin, ConcurrencyMixin, Permissions
         settings = self.cloud.settings
         scratch = self.root / "environments"
         shutil.rmtree(scratch, ignore_errors=True)  # directories of environments a crash left behind
-        self.emitter = Emitter(_Logs(self.cloud), _Metrics(self.cloud))
+        self.emitter = Emitter(self.cloud.logs, self.cloud.metrics)  # every provider exists by start()
         self.runtime = FunctionRuntime(
             scratch,
             self._credentials,

@@ -51,7 +51,7 @@ class SageMakerRuntimeProvider(Provider):
         ):
             if params.get(unsupported):
                 raise ValidationError(f"{unsupported} is for {what}, which Kennel does not support.")
-        router = self.cloud.providers["sagemaker"].router_for(name, ctx.account)
+        router = self.cloud.endpoints.router_for(name, ctx.account)
         request = InvocationRequest(
             body=body,
             content_type=params.get("ContentType"),
