@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import update
 
-from kennel.cloud.services.iam import tables as t
+from kennel.cloud.auth import tables as t
 from kennel.cloud.store import Store
 
 log = logging.getLogger(__name__)

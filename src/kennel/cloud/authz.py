@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from kennel.cloud.audit import AuditLog, AuditRecord
 from kennel.cloud.auth.identity import IdentityDirectory, Principal
-from kennel.cloud.iam.evaluate import AuthzRequest, Decision, Outcome, evaluate
-from kennel.cloud.iam.policy import Policy
+from kennel.cloud.policy.evaluate import AuthzRequest, Decision, Outcome, evaluate
+from kennel.cloud.policy.policy import Policy
 
 _DECISION_NAMES = {
     Outcome.ALLOW: "Allow",

@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from kennel.cloud import ids
 from kennel.cloud.audit import AuditLog
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.objectstore.store import ObjectStore
 from kennel.cloud.services.base import Context, Provider
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.managed import managed_arn
 from kennel.cloud.services.iam.provider import IamProvider
 from kennel.cloud.services.registry import PROVIDERS

@@ -13,7 +13,6 @@ from botocore.credentials import Credentials
 
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, SecretRecord, verify
 from kennel.cloud.errors import SerializationException
-from kennel.cloud.iam.policy import MalformedPolicyDocument, parse_policy
 from kennel.cloud.objectstore import chunked
 from kennel.cloud.objectstore.operations import (
     S3Call,
@@ -25,6 +24,7 @@ from kennel.cloud.objectstore.operations import (
     encode_query,
     parse_query,
 )
+from kennel.cloud.policy.policy import MalformedPolicyDocument, parse_policy
 from kennel.cloud.protocol.codec import decode_json_body, json_depth
 from kennel.cloud.protocol.models import service_spec
 from kennel.cloud.protocol.query import parse_form

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from kennel.cloud.iam.evaluate import AuthzRequest, Outcome, PolicyType, evaluate, principal_matches
-from kennel.cloud.iam.policy import MalformedPolicyDocument, Policy, PolicyKind, parse_policy
+from kennel.cloud.policy.evaluate import AuthzRequest, Outcome, PolicyType, evaluate, principal_matches
+from kennel.cloud.policy.policy import MalformedPolicyDocument, Policy, PolicyKind, parse_policy
 
 ACCT, OTHER = "111122223333", "444455556666"
 USER = f"arn:aws:iam::{ACCT}:user/alice"

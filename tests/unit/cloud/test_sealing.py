@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from kennel.cloud import sealing
+from kennel.cloud.auth import tables as t
 from kennel.cloud.sealing import SEALED_PREFIX, Sealer, SealingError, load_or_create_key
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.lambda_ import tables as lt
 from kennel.cloud.store import SCHEMA_VERSION, Store
 

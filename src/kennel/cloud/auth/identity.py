@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.sigv4 import SecretRecord
-from kennel.cloud.iam.policy import Policy, PolicyKind, parse_policy
-from kennel.cloud.services.iam import tables as t
+from kennel.cloud.policy.policy import Policy, PolicyKind, parse_policy
 from kennel.cloud.store import Store
 
 

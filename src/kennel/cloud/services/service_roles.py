@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.errors import AccessDeniedException, AwsError, ValidationException, error_class
-from kennel.cloud.iam.evaluate import AuthzRequest, evaluate
-from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind
+from kennel.cloud.policy.evaluate import AuthzRequest, evaluate
+from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.store import Store
 
 __all__ = ["LAMBDA", "SAGEMAKER", "PassRoleErrors", "ServiceRoles", "errors_for"]

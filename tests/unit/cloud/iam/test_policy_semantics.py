@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from kennel.cloud.iam.evaluate import AuthzRequest, Outcome, PolicyType, evaluate
-from kennel.cloud.iam.policy import Policy, PolicyKind, parse_policy
+from kennel.cloud.policy.evaluate import AuthzRequest, Outcome, PolicyType, evaluate
+from kennel.cloud.policy.policy import Policy, PolicyKind, parse_policy
 
 ACCT, OTHER = "111122223333", "444455556666"
 USER = f"arn:aws:iam::{ACCT}:user/alice"

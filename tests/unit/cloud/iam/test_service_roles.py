@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from kennel.cloud.audit import AuditLog
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory, Principal
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.service_roles import LAMBDA, SAGEMAKER, ServiceRoles
 from kennel.cloud.store import Store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from kennel.cloud.services.iam import tables as t  # noqa: F401  (registers sts_sessions)
+from kennel.cloud.auth import tables as t  # noqa: F401  (registers sts_sessions)
 from kennel.cloud.store import SCHEMA_VERSION, Store
 
 

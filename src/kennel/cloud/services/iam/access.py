@@ -9,10 +9,10 @@ import uuid
 
 from sqlalchemy import func, select
 
-from kennel.cloud.iam.evaluate import AuthzRequest, Outcome, evaluate
-from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+from kennel.cloud.auth import tables as t
+from kennel.cloud.policy.evaluate import AuthzRequest, Outcome, evaluate
+from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.common import InvalidInput, MalformedPolicy, NoSuchEntity, when
 
 SERVICE_NAMES = {

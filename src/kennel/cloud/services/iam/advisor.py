@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory, role_arn, user_arn
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.access import principal_from_arn
 from kennel.cloud.store import Store
 

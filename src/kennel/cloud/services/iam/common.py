@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from kennel.cloud.errors import error_class
-from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 
 NoSuchEntity = error_class("NoSuchEntity", 404)
 EntityAlreadyExists = error_class("EntityAlreadyExists", 409)

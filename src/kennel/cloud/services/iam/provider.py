@@ -7,10 +7,10 @@ import time
 
 from sqlalchemy import select
 
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import role_arn, user_arn
 from kennel.cloud.errors import ValidationError
 from kennel.cloud.services.base import Context, Provider
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.access import AccessMixin
 from kennel.cloud.services.iam.managed import MANAGED_POLICIES, managed_arn, managed_document
 from kennel.cloud.services.iam.policies import PoliciesMixin

@@ -7,10 +7,10 @@ import time
 from sqlalchemy import delete, func, select, update
 
 from kennel.cloud import ids
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import role_arn
-from kennel.cloud.iam.policy import PolicyKind
+from kennel.cloud.policy.policy import PolicyKind
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.common import (
     DeleteConflict,
     EntityAlreadyExists,

@@ -7,9 +7,9 @@ import time
 from sqlalchemy import delete, func, select, update
 
 from kennel.cloud import ids
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import user_arn
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.common import (
     DeleteConflict,
     EntityAlreadyExists,

@@ -11,7 +11,7 @@ import re
 
 from sqlalchemy import delete, select
 
-from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.lambda_ import model as m
 from kennel.cloud.services.lambda_ import tables as t

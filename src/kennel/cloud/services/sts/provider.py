@@ -8,11 +8,11 @@ import time
 from sqlalchemy import delete, select
 
 from kennel.cloud import ids
+from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import assumed_role_arn
 from kennel.cloud.errors import AccessDenied, error_class
-from kennel.cloud.iam.policy import PolicyKind
+from kennel.cloud.policy.policy import PolicyKind
 from kennel.cloud.services.base import Context, Provider
-from kennel.cloud.services.iam import tables as t
 from kennel.cloud.services.iam.common import when
 from kennel.cloud.services.sts.session_policy import check_session_policies
 

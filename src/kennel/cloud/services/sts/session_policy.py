@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kennel.cloud.errors import ValidationError, error_class
-from kennel.cloud.iam.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 
 __all__ = [
     "MAX_PLAINTEXT",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kennel.cloud.iam.conditions import ContextValue, to_text
-from kennel.cloud.iam.policy import Effect, Policy, Principals, Statement
+from kennel.cloud.policy.conditions import ContextValue, to_text
+from kennel.cloud.policy.policy import Effect, Policy, Principals, Statement
 
 __all__ = [
     "AuthzRequest",

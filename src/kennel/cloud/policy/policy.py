@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kennel.cloud.iam.conditions import (
+from kennel.cloud.policy.conditions import (
     Clause,
     Lookup,
     MalformedPolicyDocument,
