@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kennel.cloud.errors import NotImplementedOperation
+from kennel.cloud.protocol.models import service_spec
 
 if TYPE_CHECKING:
     from kennel.cloud.auth.identity import Principal
@@ -53,15 +54,25 @@ class Provider:
         self.cloud = cloud
         self._handlers: dict[str, Callable[[dict, Context], dict]] = {}
 
+    def operations(self) -> dict[str, Callable[[dict, Context], dict]]:
+        """The operation table, built once: every operation of the service's botocore model that this
+        provider implements (a method named after it). Only these are ever dispatched, so a helper
+        method can never be reached as an AWS operation, and the table lists what is implemented."""
+        if not self._handlers:
+            table = {}
+            for operation in service_spec(self.service).operation_names:
+                method = getattr(self, snake(operation), None)
+                if callable(method):
+                    table[operation] = method
+            self._handlers = table
+        return self._handlers
+
     def handler(self, operation: str) -> Callable[[dict, Context], dict]:
-        found = self._handlers.get(operation)
+        found = self.operations().get(operation)
         if found is None:
-            method = getattr(self, snake(operation), None)
-            if method is None:
-                raise NotImplementedOperation(
-                    f"Kennel does not implement {self.service} {operation} yet; it is a valid AWS operation."
-                )
-            found = self._handlers[operation] = method
+            raise NotImplementedOperation(
+                f"Kennel does not implement {self.service} {operation} yet; it is a valid AWS operation."
+            )
         return found
 
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
