@@ -212,3 +212,43 @@ def test_spawn_cost(sandbox: Sandbox) -> None:
         assert run(sandbox, "pass")[0] == 0
     per_spawn = (time.perf_counter() - started) / 5
     assert per_spawn < 1.0
+
+
+def test_sandboxes_die_with_a_killed_gateway(tmp_path: Path) -> None:
+    """SIGKILL of the process that owns the Sandbox (no cleanup runs) still ends everything inside."""
+    owner = f"""
+import sys, time
+from pathlib import Path
+from kennel.runtime.sandbox import Sandbox, SandboxSpec
+box = Sandbox(gateway_port=1, state_dir=Path({str(tmp_path)!r}))
+code = "import subprocess, time; subprocess.Popen(['sleep', '300']); print('up', flush=True); time.sleep(300)"
+proc = box.spawn(SandboxSpec(argv=[sys.executable, "-c", code], env={{}}, cwd="/"), stdout=sys.stdout)
+time.sleep(300)
+"""
+    gateway = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE)
+    assert gateway.stdout is not None and gateway.stdout.readline() == b"up\n"
+    inside = [pid for pid in _descendants(gateway.pid) if b"sleep" in _cmdline(pid)]
+    assert inside
+    gateway.kill()
+    gateway.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in inside) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in inside)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # children are listed per thread that forked them
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
