@@ -22,7 +22,20 @@ OUTPUT_DATA_DIR = f"{OUTPUT_DIR}/data"
 INTERMEDIATE_DIR = f"{OUTPUT_DIR}/intermediate"
 CODE_DIR = f"{OPT_ML}/code"
 CHECKPOINT_DIR = f"{OPT_ML}/checkpoints"
-MASTER_PORT = 7777  # what the PyTorch container exports; each job has its own network, so no clashes
+MASTER_PORT = 7777
+# Images Kennel knows how to run without a script: their entry point is a module of this machine's
+# Python (the repository part of the image URI, before the tag, names the image).
+KNOWN_IMAGES = {"kennel-training": "kennel.ml.train"}
+
+
+def known_image_module(image: str) -> str | None:
+    """The module a Kennel-known training image runs (``kennel-training:latest`` or an ECR-style URI
+    whose repository is ``kennel-training``), or None for any other image."""
+    repository = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return KNOWN_IMAGES.get(
+        repository
+    )  # what the PyTorch container exports; each job has its own network, so no clashes
+
 
 # Hyperparameters the toolkit consumes itself (never passed to the script).
 _RESERVED = frozenset(
@@ -149,7 +162,12 @@ def container_environment(ctx: HostContext) -> dict[str, str]:
     decoded = decode_hyperparameters(ctx.raw_hyperparameters)
     user, framework = split_hyperparameters(decoded)
     args = cmd_args(user)
-    module = ctx.entry_point.rsplit(".", 1)[0] if ctx.entry_point.endswith(".py") else ctx.entry_point
+    if ctx.entry_point.startswith("-m "):
+        module = ctx.entry_point[3:]
+    elif ctx.entry_point.endswith(".py"):
+        module = ctx.entry_point.rsplit(".", 1)[0]
+    else:
+        module = ctx.entry_point
     channel_names = sorted(c.name for c in ctx.channels)
     resource = resource_config(ctx.current_host, ctx.hosts, ctx.instance_type)
     data_config = input_data_config(ctx.channels)
@@ -236,6 +254,13 @@ def launch_command(
 ) -> list[str]:  # fmt: skip
     """The toolkit's runners: a plain script runs as-is on every host; ``torch_distributed`` puts
     ``torchrun`` in front with the multi-node flags when there is more than one host."""
+    if entry_point.startswith("-m "):  # a module of a Kennel-known image
+        module = entry_point[3:]
+        if not torch_distributed:
+            return [python, "-m", module, *args]
+        entry = ["-m", module]
+    else:
+        entry = [entry_point]
     if not torch_distributed:
         if entry_point.endswith(".py"):
             return [python, entry_point, *args]
@@ -247,4 +272,7 @@ def launch_command(
     if len(hosts) > 1:
         command += ["--master_addr", hosts[0], "--master_port", str(MASTER_PORT)]
         command += ["--node_rank", str(list(hosts).index(current))]
-    return [*command, entry_point, *args]
+    if entry[0] == "-m":
+        command.append("--module")
+        entry = entry[1:]
+    return [*command, *entry, *args]

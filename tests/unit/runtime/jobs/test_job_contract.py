@@ -102,3 +102,28 @@ def test_launch_commands():
     ]  # fmt: skip
     single = c.launch_command("py", "t.py", [], torch_distributed=True, hosts=["algo-1"], current="algo-1")
     assert "--master_addr" not in single
+
+
+def test_known_images_run_a_module():
+    assert c.known_image_module("kennel-training:latest") == "kennel.ml.train"
+    assert (
+        c.known_image_module("000000000000.dkr.ecr.us-east-1.amazonaws.com/kennel-training:1.0")
+        == "kennel.ml.train"
+    )
+    assert (
+        c.known_image_module("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:1.4.0-cpu-py3")
+        is None
+    )
+    plain = c.launch_command(
+        "py",
+        "-m kennel.ml.train",
+        ["--epochs", "1"],
+        torch_distributed=False,
+        hosts=["algo-1"],
+        current="algo-1",
+    )
+    assert plain == ["py", "-m", "kennel.ml.train", "--epochs", "1"]
+    ddp = c.launch_command(
+        "py", "-m kennel.ml.train", [], torch_distributed=True, hosts=["algo-1"], current="algo-1"
+    )
+    assert ddp[-2:] == ["--module", "kennel.ml.train"]

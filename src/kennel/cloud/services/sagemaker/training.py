@@ -19,6 +19,7 @@ from kennel.cloud.errors import ValidationException
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import ResourceLimitExceeded, dumps, list_page
+from kennel.runtime.jobs.contract import known_image_module
 from kennel.runtime.jobs.metrics import BadMetricDefinition, compile_definitions
 from kennel.runtime.jobs.statuses import ACTIVE
 
@@ -123,7 +124,9 @@ class TrainingJobs:
                 f"{self.runner.instances_in_use()} Instances and a request delta of {count} Instances. "
                 f"Kennel runs at most {self.max_instances} training instances at once (KENNEL_MAX_INSTANCES)."
             )
-        if not _hp(params, "sagemaker_program"):
+        if not _hp(params, "sagemaker_program") and not known_image_module(
+            algorithm.get("TrainingImage", "")
+        ):
             raise ValidationException(
                 "Kennel runs script-mode jobs: HyperParameters must name the entry point in "
                 "sagemaker_program (the SageMaker SDK's estimators set it, with sagemaker_submit_directory)."

@@ -19,7 +19,7 @@ from pathlib import Path
 from kennel.cloud.objectstore.store import parse_s3_url
 from kennel.cloud.services.sagemaker.jobdata import JobFailure, RoleS3, clear
 from kennel.ml.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract_tar
-from kennel.runtime.jobs.contract import Channel
+from kennel.runtime.jobs.contract import Channel, known_image_module
 from kennel.runtime.jobs.spec import ChannelData
 
 MAX_SOURCE_BYTES = 1 << 30  # unpacked sourcedir.tar.gz
@@ -44,6 +44,9 @@ def prepare_code(spec: dict, storage: RoleS3, job_root: Path) -> tuple[Path, str
     submit = _hp(spec, "sagemaker_submit_directory") or ""
     code_dir = job_root / "code"
     clear(code_dir)
+    module = known_image_module(spec["AlgorithmSpecification"].get("TrainingImage", ""))
+    if not entry_point and module:
+        return code_dir, f"-m {module}", submit, ()
     if submit:
         if not submit.startswith("s3://"):
             raise JobFailure(
