@@ -252,3 +252,21 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_killing_right_at_start_leaves_nothing_behind(sandbox: Sandbox) -> None:
+    """kill()/terminate() at any moment of bwrap's setup: no namespace PID 1 is orphaned."""
+    marker = f"marker-{time.monotonic_ns()}"
+    for i in range(30):
+        proc = sandbox.spawn(
+            SandboxSpec(
+                argv=[sys.executable, "-c", f"import time; time.sleep(60)  # {marker}"], env={}, cwd="/"
+            )
+        )
+        time.sleep((i % 10) * 0.002)  # land anywhere from before the clone to after the exec
+        proc.terminate() if i % 2 else proc.kill()
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while left := [p for p in Path("/proc").glob("[0-9]*") if marker.encode() in _cmdline(int(p.name))]:
+        assert time.monotonic() < deadline, f"left behind: {left}"
+        time.sleep(0.05)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,24 +81,32 @@ class SandboxProcess(subprocess.Popen):
                     os.killpg(self.pid, signal.SIGKILL)  # unconfined: its whole session
             return super().send_signal(sig)
         inits = _children(self.pid)
-        if sig == signal.SIGKILL:
-            # PID 1 of the namespace: the kernel kills all inside, and bwrap exits only after it has
-            # reaped PID 1, which the kernel lets happen only once every process inside is gone. Killing
-            # bwrap as well would end the wait before that.
-            if inits and not any(_running(child) for pid in inits for child in _children(pid)):
-                # The command has ended and bwrap's PID 1 is passing its status on: let it, so that
-                # an exit status is not turned into "killed".
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.wait(timeout=0.5)
-                    return
-            for pid in inits:
-                _signal(pid, signal.SIGKILL)
-            if not inits:
-                _signal(self.pid, signal.SIGKILL)
-            return
         mains = [pid for init in inits for pid in _children(init)]
-        for pid in mains or [self.pid]:  # not started yet: the monitor (which takes everything down)
-            _signal(pid, sig)
+        if sig != signal.SIGKILL and mains:
+            for pid in mains:
+                _signal(pid, sig)
+            return
+        # Killing (or signalling a command that has not started: nothing could catch it yet).
+        if inits and not any(_running(pid) for pid in mains):
+            # The command has ended and bwrap's PID 1 is passing its status on: let it, so that an
+            # exit status is not turned into "killed".
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(timeout=0.5)
+                return
+        self._kill_all()
+
+    def _kill_all(self) -> None:
+        """SIGKILL to PID 1 of the namespace: the kernel kills all inside, and bwrap exits only after
+        it has reaped PID 1, which happens only once every process inside is gone (killing bwrap too
+        would end the owner's wait before that). bwrap is held stopped while its children are read, so
+        it cannot clone a PID 1 between the lookup and the kill: one orphaned during its setup would
+        wait forever, out of reach of --die-with-parent."""
+        _signal(self.pid, signal.SIGSTOP)
+        _wait_stopped(self.pid)
+        inits = _children(self.pid)
+        for pid in inits:
+            _signal(pid, signal.SIGKILL)
+        _signal(self.pid, signal.SIGCONT if inits else signal.SIGKILL)
 
     def main_pid(self) -> int | None:
         """The user's main process as the host numbers it (None before it started or after it ended)."""
@@ -345,6 +354,19 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return fields[0] not in ("Z", "X") and not int(fields[6]) & 0x4
+
+
+def _wait_stopped(pid: int, limit_s: float = 0.2) -> None:
+    """Until ``pid`` has really stopped (a signal is delivered when the process next runs)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.0005)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,14 @@ class Group:
 
     def remove(self) -> None:
         self.removed_oom = self.out_of_memory()  # the owner may ask after the process was reaped
-        # The last processes may still be leaving the group a moment after their parent was reaped.
+        # Anything still in the group outlived its sandbox (a PID 1 orphaned during bwrap's setup
+        # escapes --die-with-parent): it goes now. The last processes may also still be leaving the
+        # group a moment after their parent was reaped.
+        for procs in self.procs:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in Path(procs).read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
         for directory in self.dirs:
             for _ in range(50):
                 try:
