@@ -232,3 +232,46 @@ def test_a_model_fn_cannot_escape(cloud, setup, tmp_path: Path) -> None:
         _assert_contained(results, setup)
     finally:
         sm.delete_endpoint(EndpointName=name)
+
+
+TRAINING_MAIN = r"""
+import json, os
+import boto3
+from probe import probe
+
+results = probe(json.loads(os.environ["SM_HP_PROBE"]))  # the hyperparameter, as the toolkit exports it
+results["caller"] = boto3.client("sts").get_caller_identity()["Arn"]
+try:
+    boto3.client("iam").list_users()
+    results["list_users"] = "allowed"
+except Exception as exc:
+    results["list_users"] = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+json.dump(results, open("/opt/ml/model/results.json", "w"))
+"""
+
+
+def test_a_training_script_cannot_escape(cloud, setup) -> None:
+    from tests.integration.training_support import (
+        ensure_bucket,
+        job_request,
+        read_model,
+        upload_code,
+        wait_done,
+    )
+
+    s3, sm = cloud.client("s3"), cloud.client("sagemaker")
+    bucket = "sagemaker-escape-tests"
+    ensure_bucket(s3, bucket)
+    cloud.client("iam").attach_role_policy(
+        RoleName="SageMakerRole", PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    )
+    name = unique("escape-job")
+    code = upload_code(s3, bucket, name, {"probe.py": PROBE, "train.py": TRAINING_MAIN})
+    request = job_request(name, setup["sm_role"], bucket, code, hyperparameters={"probe": setup["config"]})
+    sm.create_training_job(**request)
+    job = wait_done(sm, name, timeout_s=120)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    results = json.loads(read_model(s3, job["ModelArtifacts"]["S3ModelArtifacts"])["results.json"])
+    _assert_contained(results, setup)
+    assert results["caller"] == "arn:aws:sts::000000000000:assumed-role/SageMakerRole/SageMaker"
+    assert results["list_users"] == "AccessDenied"
