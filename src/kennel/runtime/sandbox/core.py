@@ -20,6 +20,7 @@ object's own long-lived threads, never on a short-lived request or deployment th
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -314,8 +315,9 @@ class _NoRelay:
         pass
 
 
+@functools.cache
 def probe() -> str | None:
-    """Why bubblewrap cannot run a sandbox here (None: it can)."""
+    """Why bubblewrap cannot run a sandbox here (None: it can); asked once per process."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bwrap (bubblewrap) is not installed"
