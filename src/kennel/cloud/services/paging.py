@@ -7,6 +7,7 @@ that names the last key returned resumes after that key whatever was added since
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -57,3 +58,38 @@ def paginate(
     page = ordered[:limit]
     more = len(ordered) > limit
     return page, (encode_token(key(page[-1])) if more and page else None)
+
+
+def _identity(item: Any) -> str:
+    """A row's identity for resuming after it: a digest of its values (rows and dicts alike)."""
+    values = (
+        tuple(item.values()) if isinstance(item, dict) else tuple(item) if not isinstance(item, str) else item
+    )
+    return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
+
+
+def page_after(
+    items: Sequence[T], limit: int, token: str | None, *, invalid: Callable[[], Exception]
+) -> tuple[list[T], str | None]:
+    """A page of ``items`` (already in the operation's order) and the token for the next one.
+
+    The token names the last item returned (by a digest of its values) and its position; the next
+    page starts after wherever that item is now, so rows inserted before it do not repeat or push
+    others out of sight. If it is gone, the position is used. ``invalid`` builds the service's error
+    for a token it did not issue."""
+    start = 0
+    if token:
+        try:
+            state = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
+            after, at = state["after"], int(state["at"])
+        except (ValueError, UnicodeError, KeyError, TypeError):
+            raise invalid() from None
+        if at < 0:
+            raise invalid()
+        found = next((i for i, item in enumerate(items) if _identity(item) == after), None)
+        start = found + 1 if found is not None else at
+    chunk = list(items[start : start + limit])
+    if start + limit >= len(items) or not chunk:
+        return chunk, None
+    marker = {"after": _identity(chunk[-1]), "at": start + len(chunk)}
+    return chunk, base64.urlsafe_b64encode(json.dumps(marker, separators=(",", ":")).encode()).decode()

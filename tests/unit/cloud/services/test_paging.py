@@ -31,3 +31,16 @@ def test_descending():
 def test_bad_tokens(token):
     with pytest.raises(ValidationException):
         paginate([{"n": 1}], lambda r: (r["n"],), limit=1, token=token)
+
+
+def test_page_after_resumes_after_the_last_item_even_when_rows_are_inserted_before_it():
+    from kennel.cloud.services.paging import page_after
+
+    rows = [("fn", str(v)) for v in range(7)]
+    first, token = page_after(rows, 3, None, invalid=lambda: ValidationException("bad"))
+    rows.insert(0, ("fn", "new"))  # lands before the cursor
+    second, token = page_after(rows, 3, token, invalid=lambda: ValidationException("bad"))
+    third, token = page_after(rows, 3, token, invalid=lambda: ValidationException("bad"))
+    assert [r[1] for r in first + second + third] == [str(v) for v in range(7)] and token is None
+    with pytest.raises(ValidationException):
+        page_after(rows, 3, "garbage", invalid=lambda: ValidationException("bad"))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kennel.cloud.errors import ValidationException, error_class
+from kennel.cloud.services.paging import page_after
 
 ObjectNotFound = error_class("ObjectNotFoundException")
 InvalidNextToken = error_class("InvalidNextTokenException")
@@ -122,17 +121,6 @@ def page(items: list, params: dict, *, limit: int) -> tuple[list, str | None]:
             f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy constraint: "
             f"Member must have value {f'less than or equal to {limit}' if size > limit else 'greater than 0'}"
         )
-    size = size or limit
-    start = 0
-    if params.get("NextToken"):
-        try:
-            start = json.loads(base64.urlsafe_b64decode(params["NextToken"].encode()))["offset"]
-            if not isinstance(start, int) or start < 0:
-                raise ValueError
-        except (ValueError, TypeError, KeyError):
-            raise InvalidNextToken("Invalid token") from None
-    chunk = items[start : start + size]
-    token = None
-    if start + size < len(items):
-        token = base64.urlsafe_b64encode(json.dumps({"offset": start + size}).encode()).decode()
-    return chunk, token
+    return page_after(
+        items, size or limit, params.get("NextToken"), invalid=lambda: InvalidNextToken("Invalid token")
+    )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from kennel.cloud.errors import error_class
 from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
+from kennel.cloud.services.paging import page_after
 
 NoSuchEntity = error_class("NoSuchEntity", 404)
 EntityAlreadyExists = error_class("EntityAlreadyExists", 409)
@@ -51,17 +52,11 @@ def _compact(text: str) -> str | None:
 
 def paginate(items: list, params: dict, *, default_max: int = 100) -> tuple[list, dict]:
     """IAM's Marker/MaxItems/IsTruncated pagination over an already-sorted list."""
-    start = 0
-    marker = params.get("Marker")
-    if marker:
-        try:
-            start = int(marker)
-        except ValueError:
-            raise InvalidInput("Invalid Marker.") from None
     limit = int(params.get("MaxItems") or default_max)
-    page = items[start : start + limit]
-    more = start + limit < len(items)
-    extra: dict = {"IsTruncated": more}
-    if more:
-        extra["Marker"] = str(start + limit)
+    page, marker = page_after(
+        items, limit, params.get("Marker"), invalid=lambda: InvalidInput("Invalid Marker.")
+    )
+    extra: dict = {"IsTruncated": marker is not None}
+    if marker is not None:
+        extra["Marker"] = marker
     return page, extra

@@ -8,6 +8,7 @@ import time
 import uuid
 
 from kennel.cloud.errors import error_class
+from kennel.cloud.services.paging import page_after
 
 InvalidParameterValue = error_class("InvalidParameterValueException", 400)
 ResourceNotFound = error_class("ResourceNotFoundException", 404)
@@ -137,13 +138,4 @@ def check_runtime(runtime: str | None, package_type: str | None) -> None:
 
 def page(items: list, marker: str | None, max_items: int | None) -> tuple[list, str | None]:
     """Lambda's Marker/MaxItems pagination over a sorted list; the marker is an opaque position."""
-    start = 0
-    if marker:
-        try:
-            start = int(base64.urlsafe_b64decode(marker.encode()).decode())
-        except (ValueError, UnicodeDecodeError):
-            raise user("Invalid marker.") from None
-    size = max_items or DEFAULT_PAGE
-    chunk = items[start : start + size]
-    more = start + size < len(items)
-    return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
+    return page_after(items, max_items or DEFAULT_PAGE, marker, invalid=lambda: user("Invalid marker."))
