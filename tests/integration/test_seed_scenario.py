@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 from tests.integration.roles import service_role
 
-from kennel.demo.cloud import serve_image_bytes
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
 from kennel.ml.labels import dog_breed_folders, readable_label
 from kennel.ml.models import ModelConfig, build_model
@@ -42,11 +41,13 @@ def _jpeg() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def image_url():
-    url, server = serve_image_bytes(_jpeg(), "dog.jpg")
-    yield url
-    server.shutdown()
-    server.server_close()
+def image_url(cloud):
+    """The picture behind a presigned S3 URL: the sandboxed model reaches only the gateway."""
+    s3 = cloud.client("s3")
+    bucket = f"seed-scenario-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="dog.jpg", Body=_jpeg(), ContentType="image/jpeg")
+    return s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "dog.jpg"}, ExpiresIn=900)
 
 
 def _artifact(root: Path) -> Path:

@@ -168,9 +168,6 @@ class Instance:
             ],
             limits=Limits(tmp_mb=_TMP_MB),
             label=f"model server {self.stream}",
-            # A model that may fetch private URLs must be able to reach them (see SandboxSpec).
-            host_network=self.environment.get("KENNEL_ALLOW_PRIVATE_URLS", "").lower()
-            in ("1", "true", "yes"),
         )
         self.proc = self.sandbox.spawn(spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if self.sandbox.note:  # the instance's log stream says so when code runs unconfined

@@ -215,7 +215,7 @@ class Sandbox:
         hosts_fd = None
         try:
             network = spec.network
-            if network is None and not spec.host_network:  # a private namespace, dropped with the process
+            if network is None:  # a private namespace, dropped when the process is gone
                 network = self.network(spec.label or "private")
                 cleanups.append(network.close)
             assert self.cgroups is not None
@@ -229,8 +229,7 @@ class Sandbox:
             argv = []
             if group is not None:
                 argv += ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *group.procs, "--"]
-            if network is not None:
-                argv += [self._nsenter, f"--net={network.netns_path}"]
+            argv += [self._nsenter, f"--net={network.netns_path}"]
             argv += limit_argv(
                 spec.limits,
                 memory_by_cgroup=group is not None and group.memory_dir is not None,

@@ -61,10 +61,6 @@ class SandboxSpec:
     hosts: Mapping[str, str] = field(default_factory=dict)  # extra /etc/hosts entries: name → address
     label: str = ""  # for logs and diagnostics
     hostname: str = "localhost"  # inside its own UTS namespace (a training host may want "algo-1")
-    # Keep the host's network instead of a private namespace. Only for code whose owner opted in to
-    # reaching private addresses (a model with KENNEL_ALLOW_PRIVATE_URLS): the private namespace can
-    # reach nothing but the gateway. Files, processes and limits stay confined either way.
-    host_network: bool = False
 
 
 @dataclass(frozen=True)
