@@ -127,3 +127,20 @@ def test_known_images_run_a_module():
         "py", "-m kennel.ml.train", [], torch_distributed=True, hosts=["algo-1"], current="algo-1"
     )
     assert ddp[-2:] == ["--module", "kennel.ml.train"]
+
+
+def test_gpus_are_split_between_hosts(tmp_path):
+    from kennel.runtime.jobs.host import Host
+    from kennel.runtime.jobs.spec import JobSpec
+
+    spec = JobSpec(
+        name="j", arn="a", region="us-east-1", root=tmp_path, code_dir=tmp_path, entry_point="t.py",
+        submit_directory="", hyperparameters={}, channels=(), instance_count=2, instance_type="ml.p3.8xlarge",
+        environment={}, python="py", gpus=(0, 1, 2, 3),
+    )  # fmt: skip
+    hosts = ("algo-1", "algo-2")
+    first, second = (Host(spec, name, hosts).environment() for name in hosts)
+    assert (first["CUDA_VISIBLE_DEVICES"], second["CUDA_VISIBLE_DEVICES"]) == ("0,1", "2,3")
+    assert first["SM_NUM_GPUS"] == "2"
+    cpu_only = JobSpec(**{**spec.__dict__, "gpus": ()})
+    assert Host(cpu_only, "algo-1", hosts).environment()["SM_NUM_GPUS"] == "0"

@@ -32,6 +32,7 @@ from kennel.cloud.services.sagemaker.training_rules import (
     wants_profiler_report,
     write_profiler_report,
 )
+from kennel.runtime.endpoints.profiles import gpu_count
 from kennel.runtime.jobs.contract import host_names
 from kennel.runtime.jobs.engine import Engine
 from kennel.runtime.jobs.metrics import MetricTracker, compile_definitions
@@ -213,6 +214,7 @@ class TrainingRunner:
             or _flag(hps, "sagemaker_pytorch_ddp_enabled"),
             checkpoint_local_path=(checkpoint or {}).get("LocalPath"),
             extra_python_paths=envs,
+            gpus=tuple(range(gpu_count())),  # split between the hosts; the sandbox passes /dev/nvidia* in
         )
         self._train(name, spec, job_spec, max_runtime)
 
