@@ -19,6 +19,7 @@ from kennel.cloud.errors import ValidationException
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import ResourceLimitExceeded, dumps, list_page
+from kennel.cloud.services.sagemaker.training_inputs import script_hyperparameter
 from kennel.runtime.jobs.contract import known_image_module
 from kennel.runtime.jobs.metrics import BadMetricDefinition, compile_definitions
 from kennel.runtime.jobs.statuses import ACTIVE
@@ -34,18 +35,6 @@ _SORT = {
 
 def job_arn(region: str, account: str, name: str) -> str:
     return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}"
-
-
-def _hp(params: dict, name: str) -> str | None:
-    """A script-mode hyperparameter's value (the SDK JSON-encodes them: ``"\\"hpo.py\\""``)."""
-    raw = (params.get("HyperParameters") or {}).get(name)
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return raw
-    return value if isinstance(value, str) else str(value)
 
 
 class TrainingJobs:
@@ -124,7 +113,7 @@ class TrainingJobs:
                 f"{self.runner.instances_in_use()} Instances and a request delta of {count} Instances. "
                 f"Kennel runs at most {self.max_instances} training instances at once (KENNEL_MAX_INSTANCES)."
             )
-        if not _hp(params, "sagemaker_program") and not known_image_module(
+        if not script_hyperparameter(params, "sagemaker_program") and not known_image_module(
             algorithm.get("TrainingImage", "")
         ):
             raise ValidationException(

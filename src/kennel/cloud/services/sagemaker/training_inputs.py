@@ -27,7 +27,8 @@ MAX_SOURCE_MEMBERS = 50_000
 PIP_TIMEOUT_S = 600
 
 
-def _hp(spec: dict, name: str) -> str | None:
+def script_hyperparameter(spec: dict, name: str) -> str | None:
+    """A script-mode hyperparameter's value (the SDK JSON-encodes them: ``"\\"hpo.py\\""``)."""
     raw = (spec.get("HyperParameters") or {}).get(name)
     if raw is None:
         return None
@@ -40,8 +41,8 @@ def _hp(spec: dict, name: str) -> str | None:
 
 def prepare_code(spec: dict, storage: RoleS3, job_root: Path) -> tuple[Path, str, str, tuple[Path, ...]]:
     """(code directory, entry point, submit directory URI, requirement environments)."""
-    entry_point = _hp(spec, "sagemaker_program") or ""
-    submit = _hp(spec, "sagemaker_submit_directory") or ""
+    entry_point = script_hyperparameter(spec, "sagemaker_program") or ""
+    submit = script_hyperparameter(spec, "sagemaker_submit_directory") or ""
     code_dir = job_root / "code"
     clear(code_dir)
     module = known_image_module(spec["AlgorithmSpecification"].get("TrainingImage", ""))
