@@ -7,9 +7,9 @@ replays those trials (``seed``) and re-attaches the ones still running (``resume
 Strategies:
 
 - **Bayesian** — Optuna's Gaussian-process sampler (Matérn-5/2, log expected improvement), chosen over
-  TPE by measurement (``benchmarks/tuning.py``, 9 seeds, a noisy 4-parameter function): GP needed a
-  median of 12 trials to come within 5 % of the optimum, TPE 18, Random 25 (4 in flight: GP 15, TPE
-  17). A proposal costs GP 0.1–1 s against TPE's milliseconds, which is nothing next to a training
+  TPE by measurement (``benchmarks/tuning.py``, 21 seeds, a noisy 4-parameter function): GP needed a
+  median of 11 trials to come within 5 % of the optimum, TPE 18, Random 23 (4 in flight: GP 14, TPE
+  18). A proposal costs GP 0.1–1 s against TPE's milliseconds, which is nothing next to a training
   job; past ``GP_MAX_TRIALS`` trials its cubic fit would start to hold up the control loop, so a long
   search continues with TPE (multivariate, *constant liar*: running trials count as bad results, so
   parallel proposals spread out). Without scipy (GP's dependency) Bayesian is TPE throughout.
@@ -121,9 +121,10 @@ class Search:
     def _sampler(self) -> optuna.samplers.BaseSampler:
         if self.config.strategy == "Random":
             return optuna.samplers.RandomSampler(seed=_seed_for(self.config.seed, 0))
-        # Few random start-up trials: AWS's budgets are small (the SDK's default is one job), and TPE
-        # starts learning from a handful of points.
-        startup = max(3, min(10, self.config.max_trials // 5))
+        # Random start-up trials before the model is trusted: one more than the number of tuned
+        # hyperparameters (3 to 10). AWS's budgets are small, and on the benchmark the sampler's own
+        # default of 10 spent most of a short search on random points.
+        startup = min(10, max(3, len(self.ranges) + 1))
         if self.config.strategy == "Bayesian" and self.config.bayesian_sampler == "gp" and _has_scipy():
             return optuna.samplers.GPSampler(seed=self.config.seed, n_startup_trials=startup)
         return self._tpe(startup)
