@@ -3,6 +3,7 @@ PyTorch estimator running the seed-style hpo.py, fit(), the analytics dataframe,
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,54 @@ def test_hyperparameter_tuner_fit_analytics_best_estimator(cloud, tmp_path, monk
     assert frame["FinalObjectiveValue"].min() == pytest.approx(
         description["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
     )
+
+
+def test_every_strategy_through_the_sdk(cloud, tmp_path, monkeypatch):
+    """Random (seeded, Auto early stopping), Grid and Hyperband, started together (fit(wait=False)),
+    each waited on with the SDK's own poll (warm start is covered through boto3)."""
+    from tests.integration.tuning_support import QUADRATIC
+
+    role = service_role(cloud)
+    cloud.client("iam").attach_role_policy(
+        RoleName="SageMakerRole", PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess"
+    )
+    _, session = sdk_session(cloud, tmp_path, monkeypatch)
+    from sagemaker.pytorch import PyTorch
+    from sagemaker.tuner import (
+        CategoricalParameter,
+        ContinuousParameter,
+        HyperbandStrategyConfig,
+        HyperparameterTuner,
+        StrategyConfig,
+    )
+
+    source = tmp_path / "code"
+    source.mkdir()
+    (source / "train.py").write_text(QUADRATIC)
+
+    def tuner(strategy, ranges, epochs=3, **kwargs):
+        estimator = PyTorch(
+            entry_point="train.py", source_dir=str(source), role=role, framework_version="1.4.0",
+            py_version="py3", instance_count=1, instance_type="ml.m5.xlarge",
+            hyperparameters={"epochs": epochs}, sagemaker_session=session,
+        )  # fmt: skip
+        # The SDK names a tuning job <base>-YYMMDD-HHMM: jobs started in the same minute need their own base.
+        base = f"{strategy[:4].lower()}-{uuid.uuid4().hex[:6]}"
+        return HyperparameterTuner(
+            estimator, "Test Loss", ranges, METRICS, strategy=strategy, objective_type="Minimize",
+            base_tuning_job_name=base, **kwargs,
+        )  # fmt: skip
+
+    x = {"x": ContinuousParameter(0.0, 1.0)}
+    random = tuner("Random", x, max_jobs=4, max_parallel_jobs=2, random_seed=7, early_stopping_type="Auto")
+    # The SDK sends max_jobs even for Grid (None fails botocore's validation): the grid's size.
+    grid = tuner("Grid", {"opt": CategoricalParameter(["adam", "sgd"])}, max_jobs=2, max_parallel_jobs=2)
+    bands = StrategyConfig(HyperbandStrategyConfig(max_resource=9, min_resource=1))
+    hyperband = tuner("Hyperband", x, epochs=9, max_jobs=3, max_parallel_jobs=3, strategy_config=bands)
+    for item in (random, grid, hyperband):
+        item.fit(wait=False)
+    for item in (random, grid, hyperband):
+        item.wait()
+        assert item.describe()["HyperParameterTuningJobStatus"] == "Completed"
+    assert sorted(grid.analytics().dataframe()["opt"]) == ['"adam"', '"sgd"']
+    assert len(random.analytics().dataframe()) == 4
