@@ -233,10 +233,14 @@ class Search:
     def intermediate(self, key: str) -> Sequence[float]:
         return self._intermediate.get(key, [])
 
-    def tell(self, key: str, value: float | None, state: str) -> None:
+    def tell(self, key: str, value: float | None, state: str, history: Sequence[float] | None = None) -> None:
         """A trial ended: ``complete`` (with its last objective), ``pruned`` (stopped early) or
-        ``failed``; a completed trial without an objective counts as failed, as on AWS."""
+        ``failed``; a completed trial without an objective counts as failed, as on AWS. ``history``,
+        every objective value it printed, replaces what was reported live (values printed after the
+        last report would otherwise be missing from the early-stopping rule's running averages)."""
         values = self._intermediate.pop(key, [])
+        if history is not None:
+            values = list(history)
         if values:
             self._history.append(values)
         trial = self._running.pop(key, None)

@@ -166,7 +166,7 @@ class TuningController:
             self._owners.pop(trial["name"], None)
         value = objective(trial, definition.metric)
         state = {"Completed": "complete", "Stopped": "pruned"}.get(trial["status"], "failed")
-        live.searches[definition.name].tell(trial["name"], value, state)
+        live.searches[definition.name].tell(trial["name"], value, state, series(trial, definition.metric))
 
     def _snapshot(self, tuning: dict, trials: list[dict], live: Live) -> Snapshot:
         spec, state = spec_of(tuning), state_of(tuning)
