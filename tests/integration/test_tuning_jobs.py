@@ -144,6 +144,7 @@ def test_hyperband_and_auto_early_stopping_stop_clearly_worse_trials(env):
     sm = env["sm"]
     hyperband, auto = unique("hband"), unique("auto")
     _create(env, hyperband, strategy="Hyperband", max_jobs=8, parallel=4, static={"epochs": 9, "sleep": 0.15},
+            RandomSeed=11,
             parameter_ranges=ranges([X_RANGE]),
             StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 9}})  # fmt: skip
     _create(env, auto, strategy="Random", RandomSeed=3, max_jobs=6, parallel=1, early_stopping="Auto",

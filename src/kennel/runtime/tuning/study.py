@@ -60,7 +60,7 @@ class SearchConfig:
     min_resource: int = 1  # Hyperband's epochs, first and most
     max_resource: int = 0  # 0: no Hyperband (or unknown)
     # Optuna's Hyperband puts a trial in a bracket by hashing the study name with the trial number:
-    # a fixed name (the tuning job's) keeps that placement the same after a restart.
+    # a fixed name keeps that placement the same after a restart (and from run to run).
     name: str = "kennel-tuning"
     # Bayesian's sampler: "gp" (tuning jobs) or "tpe" (the benchmark measures both; Hyperband uses TPE,
     # whose constant liar and pruned-trial handling suit its many short trials).

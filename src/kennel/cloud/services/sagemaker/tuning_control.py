@@ -267,7 +267,9 @@ class TuningController:
                     early_stopping=config.get("TrainingJobEarlyStoppingType") == "Auto",
                     min_resource=low,
                     max_resource=high if config["Strategy"] == "Hyperband" else 0,
-                    name=f"{tuning['name']}-{definition.name or 'main'}",
+                    # Hyperband's bracket of trial n hashes this name: one fixed per definition keeps a
+                    # job's placement the same after a restart and a seeded job's the same every run.
+                    name=f"kennel-{definition.name or 'main'}",
                 ),
             )
         live = Live(defs=defs, searches=searches)
