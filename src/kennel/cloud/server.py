@@ -239,7 +239,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=None, help="seconds in one simulated minute")
     args = parser.parse_args(argv)
     overrides = {"region": args.region, "time_scale_s": args.time_scale}
-    serve(Settings.from_env(state_dir=args.state_dir, port=args.port, **overrides))
+    try:
+        serve(Settings.from_env(state_dir=args.state_dir, port=args.port, **overrides))
+    except KeyboardInterrupt:
+        # Ctrl-C after a clean shutdown (uvicorn re-raises it once it has stopped): the shell's code,
+        # not a death by signal. `kennel up` in the foreground re-executes into this module when it
+        # drops credential-like variables, so this is its exit too.
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
