@@ -140,6 +140,11 @@ class Host:
         self._pump.start()
 
     def _read(self, on_line: LineCallback) -> None:
+        # The pipe may be closed under us (finish() gave up waiting): the host is gone anyway.
+        with contextlib.suppress(ValueError, OSError):
+            self._pump_lines(on_line)
+
+    def _pump_lines(self, on_line: LineCallback) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         budget = self.spec.log_bytes_per_host
         for raw in iter(lambda: self.proc.stdout.readline(MAX_LINE_BYTES), b""):  # type: ignore[union-attr]

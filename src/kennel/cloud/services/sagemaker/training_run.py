@@ -48,7 +48,9 @@ METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 TICK_S = 0.1
 CHECKPOINT_SYNC_S = 10.0
 USAGE_SAMPLE_S = 1.0
-SHUTDOWN_GRACE_S = 3.0  # `kennel down` gives a job's hosts this long after SIGTERM
+SHUTDOWN_GRACE_S = 3.0
+FAILED_PEER_GRACE_S = 10.0  # the other hosts of a job one host has failed
+RESIGNAL_S = 2.0  # `kennel down` gives a job's hosts this long after SIGTERM
 
 
 class TrainingRunner:
@@ -251,6 +253,7 @@ class TrainingRunner:
         outcome, failure = "Completed", None
         deadline = started + max_runtime
         stop_sent: float | None = None
+        last_signal = 0.0
         last_sync = started
         while not run.exited():
             with self._lock:
@@ -263,15 +266,24 @@ class TrainingRunner:
             failed = run.failed_host()
             if failed is not None and stop_sent is None:
                 run.terminate()  # the other hosts cannot finish a job that has already failed
-                stop_sent = now
+                stop_sent = last_signal = now
             if now > deadline and name not in self._stops:
                 with self._lock:
                     self._stops[name] = "MaxRuntimeExceeded"
                 self._transition(name, "MaxRuntimeExceeded")
             if name in self._stops and stop_sent is None:
                 run.terminate()
-                stop_sent = now
-            grace = SHUTDOWN_GRACE_S if self._stops.get(name) == "Interrupted" else self.stop_grace_s
+                stop_sent = last_signal = now
+            if stop_sent is not None and now - last_signal >= RESIGNAL_S:
+                # A SIGTERM sent while a host's script was still starting inside its sandbox is lost;
+                # repeat it until every host has gone.
+                run.terminate()
+                last_signal = now
+            grace = self.stop_grace_s
+            if self._stops.get(name) == "Interrupted":
+                grace = SHUTDOWN_GRACE_S
+            elif failed is not None and name not in self._stops:
+                grace = FAILED_PEER_GRACE_S
             if stop_sent is not None and now - stop_sent > grace:
                 run.kill()
             if spec.get("CheckpointConfig") and now - last_sync > CHECKPOINT_SYNC_S:
