@@ -7,12 +7,16 @@ trusting file timestamps (which tar archives and copies do not preserve reliably
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +25,12 @@ import torch
 
 from .artifact import WEIGHTS_FILE, load_model_dir, read_meta, sha256_file
 
+log = logging.getLogger(__name__)
+
 ONNX_FILE = "model.onnx"
+# Set by the endpoint manager: a directory shared (and writable) by every instance of one artifact version,
+# so the export is made once per artifact rather than once per instance.
+EXPORT_DIR_ENV = "KENNEL_EXPORT_DIR"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 SIDECAR_FORMAT = "kennel-onnx"
@@ -102,27 +111,63 @@ def writable_cache_dir(model_dir: Path, name: str, key: str) -> Path:
     return fallback
 
 
+@contextlib.contextmanager
+def _export_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock shared by every process exporting into ``directory``.
+
+    flock, not a lock file's existence: the kernel drops it when a holder dies, so a killed instance
+    never leaves the next one waiting forever. It works across sandboxes bound onto the same directory."""
+    with open(directory / f".{ONNX_FILE}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_onnx(
-    model_dir: Path, *, weights_sha256: str | None = None, opset: int = DEFAULT_OPSET, atol: float = 1e-4
+    model_dir: Path,
+    *,
+    weights_sha256: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    export_dir: Path | None = None,
 ) -> Path:
     """Return a fresh ONNX export of ``model_dir``, exporting only when it is missing or stale.
 
-    A read-only model directory (a mounted ``/opt/ml/model``, say) gets its export in the temp dir,
-    keyed by the weights' checksum so different models never share one.
+    Where it goes: ``export_dir`` when given (a shared per-artifact cache), else the model directory, else
+    (a read-only model directory, a mounted ``/opt/ml/model`` say) the temp dir, keyed by the weights'
+    checksum so different models never share one. A fresh ``model.onnx`` shipped inside the model
+    directory always wins. Concurrent callers for one target serialise on a lock, so one exports and the
+    others find its result; the file itself appears by atomic rename.
     """
     model_dir = Path(model_dir)
     weights_sha = weights_sha256 or sha256_file(model_dir / WEIGHTS_FILE)
     in_place = model_dir / ONNX_FILE
     if onnx_is_fresh(model_dir, in_place, weights_sha256=weights_sha):
         return in_place
-    target = (
-        in_place
-        if _is_writable_dir(model_dir)
-        else writable_cache_dir(model_dir, "onnx", weights_sha) / ONNX_FILE
-    )
+    if export_dir is not None and _is_writable_dir(Path(export_dir)):
+        target = Path(export_dir) / ONNX_FILE
+    elif _is_writable_dir(model_dir):
+        target = in_place
+    else:
+        target = writable_cache_dir(model_dir, "onnx", weights_sha) / ONNX_FILE
     if target != in_place and onnx_is_fresh(model_dir, target, weights_sha256=weights_sha):
+        log.info("kennel: using the cached ONNX export %s", target)
         return target
-    return export_onnx(model_dir, target, opset=opset, check=True, atol=atol).path
+    with _export_lock(target.parent):
+        # Another process may have finished the export while this one waited for the lock.
+        if onnx_is_fresh(model_dir, target, weights_sha256=weights_sha):
+            log.info("kennel: using the cached ONNX export %s", target)
+            return target
+        result = export_onnx(model_dir, target, opset=opset, check=True, atol=atol)
+    log.info(
+        "kennel: exported the model to ONNX: %s in %.1f s (max |logit diff| vs eager %s)",
+        target,
+        result.seconds,
+        "unchecked" if result.max_abs_diff is None else f"{result.max_abs_diff:.2g}",
+    )
+    return result.path
 
 
 def _run_exported(onnx_path: Path, batch: np.ndarray) -> np.ndarray:

@@ -11,14 +11,18 @@ Runtimes:
 ``openvino-f32``  OpenVINO CPU plugin forced to f32: matches eager within fp32 rounding.
 ``openvino``      OpenVINO's default precision for this CPU: bf16 on CPUs with AVX512_BF16/AMX, which
                   is the fastest CPU path but changes logits visibly. Opt-in only, never chosen by ``auto``.
-``auto``          the first of openvino-f32, onnxruntime, torch that is installed. Only exact fp32 paths
-                  qualify, and nothing is timed at load (that would slow every cold start); the
-                  recommended default for a given machine is whatever ``benchmarks/infer_throughput.py``
-                  measures fastest there.
+``auto``          (the handler's default) the fastest *exact* runtime that loads here: ONNX Runtime fp32
+                  and OpenVINO f32 are each loaded, checked against eager PyTorch on a random batch
+                  (logits within 1e-4 × max(1, max|logit|)) and timed for a few interleaved rounds on
+                  batches of the model's own input size; the faster serves. A runtime that is not
+                  installed, fails to load or is not exact is skipped with a log line; with none left,
+                  eager torch serves. The figures are logged (logger ``kennel.ml.runtimes``). On a
+                  machine with CUDA, ``auto`` keeps eager torch (GPU serving is not measured yet).
 
 The ONNX runtimes export ``model.onnx`` on first use (or when the sidecar says it is stale) through
-:func:`kennel.ml.export.ensure_onnx`. ONNX Runtime and OpenVINO are imported lazily so the torch path
-keeps working in a container that has neither.
+:func:`kennel.ml.export.ensure_onnx`, into ``export_dir`` when given (the endpoint manager shares one per
+artifact version between its instances). ONNX Runtime and OpenVINO are imported lazily so the torch
+path keeps working in a container that has neither.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import importlib.util
 import logging
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,8 +45,14 @@ from .artifact import WEIGHTS_FILE, ArtifactError, ArtifactMeta, load_model_dir,
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino-f32", "openvino")
-# The order "auto" tries; bf16 "openvino" is deliberately absent (it is not exact).
-_AUTO_ORDER = ("openvino-f32", "onnxruntime", "torch")
+# The runtimes "auto" measures against each other; bf16 "openvino" is deliberately absent (not exact).
+EXACT_RUNTIMES = ("onnxruntime", "openvino-f32")
+EXACT_ATOL = 1e-4  # logits within this × max(1, max|logit|) of eager torch count as exact
+# One measurement round: a single image (a lone request) and a small batch (what dynamic batching forms
+# under load). Rounds alternate between runtimes so a burst of other load hits both alike.
+MEASURE_BATCHES = (1, 4)
+MEASURE_ROUNDS = 3
+MEASURE_BUDGET_S = 3.0  # a large model stops measuring after the first round past this
 _OV_CACHE = "ov-cache"
 
 
@@ -113,7 +125,7 @@ class _OnnxGraphPredictor(ABC):
     runtime: str
     precision: str
 
-    def __init__(self, model_dir: Path, *, num_threads: int | None) -> None:
+    def __init__(self, model_dir: Path, *, num_threads: int | None, export_dir: Path | None = None) -> None:
         from .export import ensure_onnx  # lazy: export.py is only needed by the ONNX runtimes
 
         self.model_dir = Path(model_dir)
@@ -128,7 +140,9 @@ class _OnnxGraphPredictor(ABC):
                 f"{WEIGHTS_FILE} does not match the checksum in its metadata: the artifact is corrupt"
             )
         self.num_threads = num_threads or default_num_threads()
-        self.onnx_path = ensure_onnx(self.model_dir, weights_sha256=self.weights_sha256)
+        self.onnx_path = ensure_onnx(
+            self.model_dir, weights_sha256=self.weights_sha256, export_dir=export_dir
+        )
 
     def _as_input(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         if isinstance(batch, torch.Tensor):
@@ -154,11 +168,16 @@ class OnnxRuntimePredictor(_OnnxGraphPredictor):
     precision = "fp32"
 
     def __init__(
-        self, model_dir: Path, *, num_threads: int | None = None, use_cuda: bool | None = None
+        self,
+        model_dir: Path,
+        *,
+        num_threads: int | None = None,
+        use_cuda: bool | None = None,
+        export_dir: Path | None = None,
     ) -> None:
         import onnxruntime as ort
 
-        super().__init__(model_dir, num_threads=num_threads)
+        super().__init__(model_dir, num_threads=num_threads, export_dir=export_dir)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One convolution at a time, each spread over all cores: parallel branches barely exist in
@@ -200,12 +219,13 @@ class OpenVinoPredictor(_OnnxGraphPredictor):
         num_threads: int | None = None,
         device: str = "CPU",
         cache_dir: Path | None = None,
+        export_dir: Path | None = None,
     ) -> None:
         import openvino as ov
 
         from .export import writable_cache_dir
 
-        super().__init__(model_dir, num_threads=num_threads)
+        super().__init__(model_dir, num_threads=num_threads, export_dir=export_dir)
         self.runtime = "openvino-f32" if f32 else "openvino"
         self.device = device
         if cache_dir is None:
@@ -257,48 +277,169 @@ def runtime_available(runtime: str) -> bool:
     return False
 
 
-def _load(model_dir: Path, runtime: str, num_threads: int | None) -> Predictor:
+def _load(
+    model_dir: Path, runtime: str, num_threads: int | None, export_dir: Path | None = None
+) -> Predictor:
     if runtime == "torch":
         return TorchPredictor(model_dir, num_threads=num_threads)
     if runtime == "onnxruntime":
-        return OnnxRuntimePredictor(model_dir, num_threads=num_threads)
+        return OnnxRuntimePredictor(model_dir, num_threads=num_threads, export_dir=export_dir)
     if runtime in ("openvino", "openvino-f32"):
-        return OpenVinoPredictor(model_dir, f32=runtime == "openvino-f32", num_threads=num_threads)
+        return OpenVinoPredictor(
+            model_dir, f32=runtime == "openvino-f32", num_threads=num_threads, export_dir=export_dir
+        )
     raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
 
-def load_predictor(model_dir: Path, runtime: str = "torch", *, num_threads: int | None = None) -> Predictor:
+def load_predictor(
+    model_dir: Path,
+    runtime: str = "torch",
+    *,
+    num_threads: int | None = None,
+    export_dir: Path | None = None,
+) -> Predictor:
     """Load ``model_dir`` for inference with ``runtime`` (one of :data:`RUNTIMES`).
 
-    ``auto`` falls through to the next candidate when one fails to load (an operator its exporter does
-    not support, a parity failure), logging why, so serving never breaks for want of a faster runtime.
-    An explicitly named runtime raises instead.
+    ``auto`` measures the exact runtimes and serves the fastest (see :func:`choose_predictor`); it falls
+    through to eager torch when none loads, so serving never breaks for want of a faster runtime. An
+    explicitly named runtime raises instead.
     """
     model_dir = Path(model_dir)
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime != "auto":
-        return _load(model_dir, runtime, num_threads)
-    for candidate in _AUTO_ORDER:
-        if not runtime_available(candidate):
+        return _load(model_dir, runtime, num_threads, export_dir)
+    if torch.cuda.is_available():
+        log.info(
+            "kennel: runtime auto on a CUDA machine: serving eager torch (GPU runtimes are not measured)"
+        )
+        return _load(model_dir, "torch", num_threads, export_dir)
+    return choose_predictor(model_dir, num_threads=num_threads, export_dir=export_dir)
+
+
+Loader = Callable[[Path, str, int | None, Path | None], Predictor]
+RoundTimer = Callable[[Predictor, Sequence[np.ndarray]], float]
+
+
+def time_round(predictor: Predictor, batches: Sequence[np.ndarray]) -> float:
+    """Seconds ``predictor`` takes for one pass over ``batches``."""
+    started = time.perf_counter()
+    for batch in batches:
+        predictor.predict(batch)
+    return time.perf_counter() - started
+
+
+def _parity(predictor: Predictor, batch: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    got = np.asarray(predictor.predict(batch), dtype=np.float32)
+    if got.shape != expected.shape:
+        return float("inf"), 0.0
+    limit = EXACT_ATOL * max(1.0, float(np.max(np.abs(expected))))
+    diff = float(np.max(np.abs(got - expected)))
+    return (diff if diff == diff else float("inf")), limit  # NaN counts as not exact
+
+
+def choose_predictor(
+    model_dir: Path,
+    *,
+    num_threads: int | None = None,
+    export_dir: Path | None = None,
+    candidates: Sequence[str] = EXACT_RUNTIMES,
+    load: Loader = _load,
+    timer: RoundTimer = time_round,
+    rounds: int = MEASURE_ROUNDS,
+    budget_s: float = MEASURE_BUDGET_S,
+) -> Predictor:
+    """The fastest exact runtime for ``model_dir`` on this machine, measured now; eager torch if none loads.
+
+    Each candidate is loaded, checked against eager torch (the definition of the right answer) and timed
+    on :data:`MEASURE_BATCHES` at the model's own image size. Every step that drops a candidate, and the
+    figures that decide, are logged, so an instance's log says what it serves and why.
+    """
+    model_dir = Path(model_dir)
+    loaded: dict[str, Predictor] = {}
+    for name in candidates:
+        if not runtime_available(name):
+            log.info("kennel: runtime %s is not installed here; skipping it", name)
             continue
-        if candidate == "torch":
-            return _load(model_dir, candidate, num_threads)
         try:
-            return _load(model_dir, candidate, num_threads)
+            loaded[name] = load(model_dir, name, num_threads, export_dir)
         except ArtifactError:
             raise  # a broken artifact fails every runtime the same way
-        except Exception as exc:  # any failure of an optional runtime must leave torch as the fallback
-            log.warning("runtime %s unavailable for %s (%s); trying the next one", candidate, model_dir, exc)
-    raise AssertionError("unreachable: torch is always available")  # pragma: no cover
+        except Exception as exc:  # any failure of an optional runtime must leave the next one, then torch
+            log.warning(
+                "kennel: runtime %s could not load %s (%s: %s); trying the next one",
+                name,
+                model_dir,
+                type(exc).__name__,
+                exc,
+            )
+    reference = load(model_dir, "torch", num_threads, export_dir)
+    if not loaded:
+        log.warning("kennel: no exact faster runtime loaded; serving eager torch")
+        return reference
+    size = reference.meta.preprocess.image_size
+    rng = np.random.default_rng(0)
+    probe = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    expected = np.asarray(reference.predict(probe), dtype=np.float32)
+    diffs: dict[str, float] = {}
+    for name in list(loaded):
+        try:
+            diff, limit = _parity(loaded[name], probe, expected)
+        except Exception as exc:  # a runtime that loads but cannot run is no better than one that fails
+            diff, limit = float("inf"), 0.0
+            log.warning("kennel: runtime %s failed on a test batch (%s: %s)", name, type(exc).__name__, exc)
+        if diff <= limit:
+            diffs[name] = diff
+        else:
+            log.warning(
+                "kennel: runtime %s is not exact for this model (max |logit diff| vs eager %.3g > %.3g); "
+                "skipping it",
+                name,
+                diff,
+                limit,
+            )
+            del loaded[name]
+    if not loaded:
+        log.warning("kennel: no exact faster runtime passed the check; serving eager torch")
+        return reference
+    del reference  # the eager copy's weights need not stay resident next to the chosen runtime's
+    batches = [rng.standard_normal((n, 3, size, size)).astype(np.float32) for n in MEASURE_BATCHES]
+    for predictor in loaded.values():
+        predictor.predict(batches[0])  # the first call allocates and tunes; it is not what serving costs
+    timings: dict[str, list[float]] = {name: [] for name in loaded}
+    started = time.perf_counter()
+    for _ in range(max(1, rounds)):
+        for name, predictor in loaded.items():
+            timings[name].append(timer(predictor, batches))
+        if time.perf_counter() - started > budget_s:
+            break
+    # The least disturbed round is the fairest figure on a machine other work shares.
+    best = {name: min(values) for name, values in timings.items()}
+    chosen = min(best, key=lambda name: best[name])
+    figures = ", ".join(
+        f"{name} {best[name] * 1000:.1f} ms (max |logit diff| vs eager {diffs[name]:.2g})" for name in best
+    )
+    shape = "+".join(str(n) for n in MEASURE_BATCHES)
+    log.info(
+        "kennel: runtime auto measured %s per round of batches %s at %d px (best of %d): serving %s (%s)",
+        figures,
+        shape,
+        size,
+        len(timings[chosen]),
+        chosen,
+        loaded[chosen].precision,
+    )
+    return loaded[chosen]
 
 
 __all__ = [
+    "EXACT_RUNTIMES",
     "RUNTIMES",
     "OnnxRuntimePredictor",
     "OpenVinoPredictor",
     "Predictor",
     "TorchPredictor",
+    "choose_predictor",
     "default_num_threads",
     "load_predictor",
     "runtime_available",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -199,20 +200,30 @@ def test_unknown_runtime_lists_choices(model_dir: Path) -> None:
         assert name in str(info.value)
 
 
-def test_auto_prefers_exact_fast_runtimes(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_predictor(model_dir, "auto").runtime == "openvino-f32"
+def test_auto_serves_an_exact_fast_runtime(
+    model_dir: Path, batches: dict[int, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtimes.torch.cuda, "is_available", lambda: False)
+    chosen = load_predictor(model_dir, "auto")
+    assert chosen.runtime in runtimes.EXACT_RUNTIMES and chosen.precision == "fp32"
+    _assert_close(chosen.predict(batches[4]), _eager_logits(model_dir, batches[4]))
     monkeypatch.setattr(runtimes, "runtime_available", lambda name: name in {"torch", "onnxruntime"})
     assert load_predictor(model_dir, "auto").runtime == "onnxruntime"
     monkeypatch.setattr(runtimes, "runtime_available", lambda name: name == "torch")
     assert load_predictor(model_dir, "auto").runtime == "torch"
 
 
-def test_auto_falls_back_when_a_runtime_fails(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_when_a_runtime_fails(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("plugin failed to load")
 
+    monkeypatch.setattr(runtimes.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(runtimes, "OpenVinoPredictor", broken)
-    assert load_predictor(model_dir, "auto").runtime == "onnxruntime"
+    with caplog.at_level(logging.WARNING, logger="kennel.ml"):
+        assert load_predictor(model_dir, "auto").runtime == "onnxruntime"
+    assert any("openvino-f32 could not load" in r.getMessage() for r in caplog.records)
 
 
 def test_bad_input_shape_is_a_clear_error(model_dir: Path) -> None:

@@ -32,6 +32,7 @@ MAX_MODEL_RATIO = 100.0
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 _SAFE = re.compile(r"[^A-Za-z0-9-]+")
+EXPORTS_SUFFIX = ".exports"
 
 
 class ModelDataError(Exception):
@@ -61,6 +62,18 @@ def cache_key(source: Path) -> str:
     stat = source.stat()
     identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def export_dir_for(model_dir: Path) -> Path | None:
+    """A directory beside ``model_dir`` that every instance of this artifact version shares, writable, for
+    what they derive from it once (the ONNX export), so a second instance, a warm standby or a scale-out
+    finds the export instead of making it again. The model directory itself stays read-only in their
+    sandboxes. None for model data that Kennel's handler does not serve (no ``kennel-model.json``)."""
+    if not (model_dir / "kennel-model.json").is_file():
+        return None
+    path = model_dir.with_name(model_dir.name + EXPORTS_SUFFIX)
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def _lock_for(path: Path) -> threading.Lock:

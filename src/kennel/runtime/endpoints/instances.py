@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kennel.runtime.endpoints.artifacts import export_dir_for
 from kennel.runtime.endpoints.contract import SERVER_MODULE
 from kennel.runtime.endpoints.profiles import ResourceProfile
 from kennel.runtime.sandbox import Limits, Mount, Sandbox, SandboxProcess, SandboxSpec
@@ -111,6 +112,7 @@ class Instance:
         self.variant = variant
         self.stream = f"{variant}/{self.id}"  # AWS names endpoint log streams <variant>/<instance id>
         self.model_dir = Path(model_dir)
+        self.export_dir = export_dir_for(self.model_dir)
         self.environment = dict(environment)
         self.profile = profile
         self.gpu_index = gpu_index
@@ -138,6 +140,8 @@ class Instance:
         env.update(self.environment)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = _KENNEL_ROOT
+        if self.export_dir is not None:
+            env[EXPORT_DIR_ENV] = str(self.export_dir)
         return env
 
     def start(self) -> None:
@@ -165,6 +169,11 @@ class Instance:
             mounts=[
                 Mount(self.model_dir, model_dir),
                 Mount(self.socket_dir, str(self.socket_dir), writable=True),
+                *(
+                    [Mount(self.export_dir, str(self.export_dir), writable=True)]
+                    if self.export_dir is not None
+                    else []
+                ),
             ],
             limits=Limits(tmp_mb=_TMP_MB),
             label=f"model server {self.stream}",
@@ -373,6 +382,8 @@ class Instance:
 
 
 _KENNEL_ROOT = str(Path(__file__).resolve().parents[3])
+# kennel.ml.export.EXPORT_DIR_ENV, spelled out: importing that module would load torch into the gateway.
+EXPORT_DIR_ENV = "KENNEL_EXPORT_DIR"
 
 
 def _socket_dir(root: Path, instance_id: str) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -179,6 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import uvicorn
 
+    # The handler says which runtime it chose and why (and when it exported the model) through
+    # logging; those lines belong in the instance's log stream, which is this process's output.
+    ml_log = logging.getLogger("kennel.ml")
+    if not ml_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ml_log.addHandler(handler)
+        ml_log.setLevel(logging.INFO)
+        ml_log.propagate = False
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     gpu = torch.cuda.is_available()
@@ -193,9 +203,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"kennel-model-server: failed to load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(3)
     batching = f"batching up to {app.batcher.max_batch_size}" if app.batcher else "no batching"
+    predictor = getattr(getattr(app.handler, "model", None), "predictor", None)
+    runtime = (
+        f"runtime {predictor.runtime} {predictor.precision}, " if app.handler.is_builtin and predictor else ""
+    )
     print(
         f"kennel-model-server: loaded {app.handler.source} in {time.monotonic() - started:.1f} s "
-        f"({batching}, {torch.get_num_threads()} threads, {'cuda' if gpu else 'cpu'}); "
+        f"({runtime}{batching}, {torch.get_num_threads()} threads, {'cuda' if gpu else 'cpu'}); "
         f"listening on {args.socket or f'{args.host}:{args.port}'}",
         flush=True,
     )
