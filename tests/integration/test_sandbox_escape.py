@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import subprocess
 import sys
 import tarfile
 import uuid
@@ -186,7 +187,8 @@ def setup(cloud, tmp_path_factory: pytest.TempPathFactory) -> dict:
     }  # fmt: skip
     assert config["seaweed"], "SeaweedFS's ports were not found: the probe would prove nothing"
     assert len(sockets) >= 2, "the other endpoint's model-server socket was not found"
-    yield {"config": config, "lam": lam, "role": role["Role"], "sm_role": sm_role, "writes": writes}
+    yield {"config": config, "lam": lam, "role": role["Role"], "sm_role": sm_role, "writes": writes,
+           "other": other}  # fmt: skip
     with contextlib.suppress(ClientError):
         cloud.client("sagemaker").delete_endpoint(EndpointName=other)
 
@@ -275,3 +277,59 @@ def test_a_training_script_cannot_escape(cloud, setup) -> None:
     _assert_contained(results, setup)
     assert results["caller"] == "arn:aws:sts::000000000000:assumed-role/SageMakerRole/SageMaker"
     assert results["list_users"] == "AccessDenied"
+
+
+OTHER_USER_PROBE = r"""
+import json, os, socket, sys, urllib.error, urllib.request
+cfg = json.loads(sys.argv[1])
+out = {}
+def attempt(name, fn):
+    try:
+        out[name] = {"ok": True, "value": fn()}
+    except Exception as exc:
+        out[name] = {"ok": False, "error": type(exc).__name__}
+def get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as reply:
+        return reply.status, reply.read(200).decode("latin-1")
+for port in cfg["seaweed"]:
+    for path in ("/", "/cluster/status", "/status", "/dir/status"):
+        attempt(f"seaweed_{port}{path}", lambda port=port, path=path: get(port, path))
+def unix(path):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(path)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        return sock.recv(100).decode("latin-1")
+for i, path in enumerate(cfg["sockets"]):
+    attempt(f"socket_{i}", lambda path=path: unix(path))
+attempt("list_state", lambda: os.listdir(cfg["state"]))
+def unsigned_invoke():
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cfg['port']}/endpoints/{cfg['endpoint']}/invocations", data=b"{}",
+        headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        raise PermissionError(exc.code) from None
+attempt("unsigned_invoke", unsigned_invoke)
+print(json.dumps(out))
+"""
+
+
+def test_another_local_user_reads_nothing_and_invokes_nothing(cloud, setup) -> None:
+    """uid nobody, outside every sandbox: no object, no model server, no state, no unsigned invoke."""
+    config = dict(setup["config"], endpoint=setup["other"])
+    done = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", OTHER_USER_PROBE, json.dumps(config)],
+        capture_output=True, text=True, timeout=120, user=65534, group=65534, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    print(json.dumps(results, indent=1))
+    assert any(name.startswith("seaweed_") for name in results) and "unsigned_invoke" in results
+    for name, outcome in results.items():
+        # The store's S3 port answers its health check (/status: 200, no body) to anyone, as any S3
+        # endpoint does; everything else it serves needs a signature with the key only Kennel holds.
+        empty_health = name.endswith("/status") and outcome["ok"] and outcome["value"] == [200, ""]
+        assert outcome["ok"] is False or empty_health, f"uid nobody got {name}: {outcome}"
