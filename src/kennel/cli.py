@@ -268,6 +268,50 @@ def env(
     print("unset AWS_SESSION_TOKEN AWS_PROFILE")
 
 
+@app.command("notebook")
+def notebook(
+    path: Path = typer.Argument(Path("."), help="directory Jupyter serves, or the notebook --execute runs"),
+    role: str = typer.Option("SageMakerRole", "--role", help="the kernel's execution role"),
+    execute: bool = typer.Option(False, "--execute", help="run the notebook headless (nbclient) and exit"),
+    output: Path | None = typer.Option(None, help="--execute: executed copy (default NAME.out.ipynb)"),
+    cell_timeout: int = typer.Option(1800, help="--execute: seconds one cell may take"),
+    port: int = typer.Option(8888, help="Jupyter's port on 127.0.0.1"),
+    state_dir: Path | None = StateDir,
+) -> None:
+    """Jupyter whose kernels talk to Kennel as an execution role (notebooks written for AWS, unchanged)."""
+    import os
+
+    from kennel.cloud import server
+    from kennel.cloud.cloudstate import admin_credentials
+    from kennel.cloud.roleenv import RoleEnvError, role_credentials
+    from kennel.notebook import NotebookError, kernel_env, prepare, serve
+    from kennel.notebook import execute as run_headless
+
+    settings = _settings(state_dir)
+    running = server.read_running(settings.state_dir)
+    creds = admin_credentials(settings)
+    if running is None or creds is None:
+        console.print("Kennel is not running: start it with `kennel up --detach`", style="red")
+        raise typer.Exit(1)
+    endpoint = f"http://127.0.0.1:{running.port}"
+    try:
+        session = role_credentials(settings, endpoint, creds.access_key_id, creds.secret_access_key, role)
+    except RoleEnvError as exc:
+        console.print(str(exc), style="red")
+        raise typer.Exit(1) from None
+    env = kernel_env(prepare(settings.state_dir), endpoint, settings.region, session, dict(os.environ))
+    try:
+        if execute:
+            out = output or path.with_name(f"{path.stem}.out.ipynb")
+            console.print(f"Running {path} headless as role {role}; executed copy: {out}")
+            run_headless(path, out, env, cell_timeout)
+            return
+        raise typer.Exit(serve(path, env, port))
+    except NotebookError as exc:
+        console.print(str(exc), style="red")
+        raise typer.Exit(1) from None
+
+
 @iam_app.command("audit")
 def iam_audit(
     state_dir: Path | None = StateDir,

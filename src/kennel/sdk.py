@@ -36,6 +36,31 @@ def redirect_to(endpoint: str):
     return rewrite
 
 
+def redirect_every_session(endpoint: str | None = None) -> None:
+    """Make every botocore session created from now on (so every ``boto3.Session()``, ``boto3.client()``
+    and every session the SageMaker SDK makes for itself) send its requests to Kennel.
+
+    For code that cannot be handed a session, such as a notebook's cells: a Jupyter kernel calls this
+    at start-up (``kennel notebook``). Idempotent.
+    """
+    import botocore.session
+
+    rewrite = redirect_to(endpoint or os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566")
+    cls = botocore.session.Session
+    if getattr(cls.__init__, "_kennel_redirect", False):
+        return
+    original = cls.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self.register("before-sign", rewrite, unique_id="kennel-redirect")
+
+    init._kennel_redirect = True  # type: ignore[attr-defined]
+    cls.__init__ = init  # type: ignore[method-assign]
+    if boto3.DEFAULT_SESSION is not None:  # made before the hook: redirect it too
+        boto3.DEFAULT_SESSION.events.register("before-sign", rewrite, unique_id="kennel-redirect")
+
+
 def kennel_session(endpoint: str | None = None, **session_kwargs) -> boto3.Session:
     """A boto3 session whose clients all talk to Kennel (default endpoint: ``$AWS_ENDPOINT_URL``)."""
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:4566"
