@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -129,4 +130,14 @@ def serve(directory: Path, env: dict[str, str], port: int) -> int:
         f"--port={port}",
         f"--ServerApp.root_dir={directory}",
     ]
-    return subprocess.call(argv, env=env)
+    if os.geteuid() == 0:
+        # Jupyter refuses root unless told; Kennel runs as root wherever it sandboxes user code.
+        argv.append("--allow-root")
+    server = subprocess.Popen(argv, env=env)
+    # Ctrl-C reaches Jupyter too (same terminal): let it ask, shut its kernels down and exit by itself,
+    # instead of this process dying and leaving it behind. Set after the exec, so Jupyter keeps SIGINT.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return server.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
