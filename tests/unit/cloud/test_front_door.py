@@ -29,7 +29,6 @@ from kennel.cloud.protocol.codec import decode_json_body, json_depth
 from kennel.cloud.protocol.models import service_spec
 from kennel.cloud.protocol.query import parse_form
 
-NOW = datetime.now(UTC)  # botocore's signer dates requests with the real clock
 RECORD = SecretRecord("AKIDEXAMPLE", "secret", None, None, principal="someone")
 
 
@@ -103,7 +102,9 @@ def _signed(
 
 
 def _verify(raw: RawRequest, protocol: str = "json"):
-    return verify(raw, lambda key: RECORD if key == RECORD.access_key_id else None, now=NOW,
+    # botocore's signer dates requests with the real clock: verify against it at the same moment (a clock
+    # read at import would drift past the 15-minute skew allowance in a long suite).
+    return verify(raw, lambda key: RECORD if key == RECORD.access_key_id else None, now=datetime.now(UTC),
                   protocol=protocol, region="us-east-1")  # fmt: skip
 
 
