@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"trivial model through the full path: p50 {echo['p50_ms']:.2f} ms")
             for backbone in [m.strip() for m in args.models.split(",") if m.strip()]:
                 model_dir = make_artifact(root, backbone)
-                # Packaged before the raw runs export model.onnx into the directory: the endpoint makes its own.
+                # Packaged before the raw runs export model.onnx into the directory: the endpoint makes
+                # its own.
                 tarball = package_model(model_dir, root / f"{backbone}.tar.gz")
                 seeds = SeedsWay(model_dir, body)
                 raws = {rt: InProcess(model_dir, rt, body) for rt in EXACT_RUNTIMES if runtime_available(rt)}
