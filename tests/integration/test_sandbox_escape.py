@@ -23,8 +23,22 @@ from botocore.exceptions import ClientError
 from tests.integration.roles import service_role, trust
 from tests.integration.test_lambda_support import call, create, lambda_client, package, unique
 
-PROBE = r"""
+# Both probes knock on model-server sockets the same way: a bare /invocations, no signature.
+UNIX_PROBE = r"""
+def unix(path):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(path)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        return sock.recv(100).decode("latin-1")
+"""
+
+PROBE = (
+    r"""
 import ctypes, json, os, signal, socket, urllib.request
+"""
+    + UNIX_PROBE
+    + r"""
 
 
 def probe(cfg):
@@ -86,13 +100,6 @@ def probe(cfg):
     for port in cfg["seaweed"]:
         attempt(f"seaweed_{port}", lambda port=port: connect(port))
 
-    def unix(path):
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(2)
-            sock.connect(path)
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-            return sock.recv(100).decode("latin-1")
-
     for i, path in enumerate(cfg["sockets"]):
         attempt(f"socket_{i}", lambda path=path: unix(path))
     health = urllib.request.urlopen(f"http://127.0.0.1:{cfg['port']}/_kennel/health", timeout=10)
@@ -120,6 +127,7 @@ def model_fn(model_dir):
 def transform_fn(results, body, content_type, accept):
     return json.dumps(results), "application/json"
 """
+)
 ECHO = (
     "def model_fn(model_dir):\n    return 1\n\ndef transform_fn(m, body, ct, accept):\n    return body, ct\n"
 )
@@ -279,8 +287,12 @@ def test_a_training_script_cannot_escape(cloud, setup) -> None:
     assert results["list_users"] == "AccessDenied"
 
 
-OTHER_USER_PROBE = r"""
+OTHER_USER_PROBE = (
+    r"""
 import json, os, socket, sys, urllib.error, urllib.request
+"""
+    + UNIX_PROBE
+    + r"""
 cfg = json.loads(sys.argv[1])
 out = {}
 def attempt(name, fn):
@@ -294,12 +306,6 @@ def get(port, path):
 for port in cfg["seaweed"]:
     for path in ("/", "/cluster/status", "/status", "/dir/status"):
         attempt(f"seaweed_{port}{path}", lambda port=port, path=path: get(port, path))
-def unix(path):
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(path)
-        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-        return sock.recv(100).decode("latin-1")
 for i, path in enumerate(cfg["sockets"]):
     attempt(f"socket_{i}", lambda path=path: unix(path))
 attempt("list_state", lambda: os.listdir(cfg["state"]))
@@ -315,6 +321,7 @@ def unsigned_invoke():
 attempt("unsigned_invoke", unsigned_invoke)
 print(json.dumps(out))
 """
+)
 
 
 def test_another_local_user_reads_nothing_and_invokes_nothing(cloud, setup) -> None:
