@@ -92,24 +92,34 @@ def job_request(
     return request
 
 
-def wait_done(sm, name: str, timeout_s: float = 180.0) -> dict:
+def poll(fetch, done, *, timeout_s: float, interval_s: float, failure) -> dict:
+    """``fetch()`` until ``done(answer)``; past ``timeout_s`` an AssertionError with ``failure(answer)``."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in TERMINAL:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"{name} did not finish in {timeout_s} s: {job['SecondaryStatus']}")
+    while True:
+        answer = fetch()
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(failure(answer))
+        time.sleep(interval_s)
+
+
+def wait_done(sm, name: str, timeout_s: float = 180.0) -> dict:
+    return poll(
+        lambda: sm.describe_training_job(TrainingJobName=name),
+        lambda job: job["TrainingJobStatus"] in TERMINAL,
+        timeout_s=timeout_s, interval_s=0.2,
+        failure=lambda job: f"{name} did not finish in {timeout_s} s: {job['SecondaryStatus']}",
+    )  # fmt: skip
 
 
 def wait_for(sm, name: str, secondary: str, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["SecondaryStatus"] == secondary or job["TrainingJobStatus"] in TERMINAL:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never reached {secondary}")
+    return poll(
+        lambda: sm.describe_training_job(TrainingJobName=name),
+        lambda job: job["SecondaryStatus"] == secondary or job["TrainingJobStatus"] in TERMINAL,
+        timeout_s=timeout_s, interval_s=0.1,
+        failure=lambda job: f"{name} never reached {secondary}",
+    )  # fmt: skip
 
 
 def read_model(s3, uri: str) -> dict[str, bytes]:

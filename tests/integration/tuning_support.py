@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import json
-import time
 
-from tests.integration.training_support import job_request, upload_code
+from tests.integration.training_support import job_request, poll, upload_code
 
 BUCKET = "sagemaker-tuning-tests"
 METRICS = [{"Name": "Test Loss", "Regex": r"Testing Loss: ([0-9\.]+)"}]
@@ -93,13 +92,12 @@ def code(s3, name: str) -> str:
 
 
 def wait_tuning(sm, name: str, timeout_s: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if job["HyperParameterTuningJobStatus"] in TERMINAL:
-            return job
-        time.sleep(0.25)
-    raise AssertionError(f"{name} did not finish in {timeout_s} s: {json.dumps(job, default=str)[:2000]}")
+    return poll(
+        lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        lambda job: job["HyperParameterTuningJobStatus"] in TERMINAL,
+        timeout_s=timeout_s, interval_s=0.25,
+        failure=lambda job: f"{name} did not finish in {timeout_s} s: {json.dumps(job, default=str)[:2000]}",
+    )  # fmt: skip
 
 
 def trials(sm, name: str) -> list[dict]:

@@ -153,18 +153,20 @@ class TrainingRunner:
                 self._threads.pop(name, None)
 
     def _run(self, name: str) -> None:
-        spec = self._spec(name)
+        row = self._row(name)  # read once: the spec, the ARN and the log-stream stamp never change
+        spec = json.loads(row["spec"])
+        stamp = json.loads(row["state"]).get("stream_stamp") or int(self.clock())
         count = int((spec.get("ResourceConfig") or {}).get("InstanceCount") or 1)
         if not self._acquire(name, count):
             return
         try:
-            self._run_acquired(name, spec, count)
+            self._run_acquired(name, spec, count, row["arn"], stamp)
         finally:
             with self._lock:
                 self._in_use -= count
                 self._lock.notify_all()
 
-    def _run_acquired(self, name: str, spec: dict, count: int) -> None:
+    def _run_acquired(self, name: str, spec: dict, count: int, arn: str, stamp: int) -> None:
         job_root = self.root / name
         role_arn = spec["RoleArn"]
         try:
@@ -185,9 +187,7 @@ class TrainingRunner:
         if self._stopping(name):
             return self._finish(name, self._stops[name])
         max_runtime = int((spec.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or 86400)
-        creds = self.credentials(
-            role_arn.rsplit("/", 1)[-1], "SageMaker", self._arn(name), max_runtime + 3600
-        )
+        creds = self.credentials(role_arn.rsplit("/", 1)[-1], "SageMaker", arn, max_runtime + 3600)
         environment = dict(spec.get("Environment") or {})
         environment.update(
             AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
@@ -200,7 +200,7 @@ class TrainingRunner:
         hps = spec.get("HyperParameters") or {}
         job_spec = JobSpec(
             name=name,
-            arn=self._arn(name),
+            arn=arn,
             region=self.region,
             root=hosts_root,
             code_dir=code_dir,
@@ -218,13 +218,12 @@ class TrainingRunner:
             extra_python_paths=envs,
             gpus=tuple(range(gpu_count())),  # split between the hosts; the sandbox passes /dev/nvidia* in
         )
-        self._train(name, spec, job_spec, max_runtime)
+        self._train(name, spec, job_spec, max_runtime, stamp)
 
-    def _train(self, name: str, spec: dict, job_spec: JobSpec, max_runtime: int) -> None:
+    def _train(self, name: str, spec: dict, job_spec: JobSpec, max_runtime: int, stamp: int) -> None:
         tracker = MetricTracker(
             compile_definitions(spec["AlgorithmSpecification"].get("MetricDefinitions") or [])
         )
-        stamp = json.loads(self._row(name)["state"]).get("stream_stamp", int(self.clock()))
         pending: dict[str, list[tuple[float, str]]] = {}
         pending_lock = threading.Lock()
 
@@ -391,12 +390,6 @@ class TrainingRunner:
         return name in self._stops
 
     # --- store --------------------------------------------------------------------------------------
-    def _arn(self, name: str) -> str:
-        return self._row(name)["arn"]
-
-    def _spec(self, name: str) -> dict:
-        return json.loads(self._row(name)["spec"])
-
     def _row(self, name: str) -> dict:
         with self.store.read() as conn:
             return dict(
