@@ -127,3 +127,18 @@ def read_model(s3, uri: str) -> dict[str, bytes]:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def host_logs(logs, name: str, lines: int = 40) -> str:
+    """The last lines of every host's log stream of a job: what a failed test shows to explain it."""
+    out = []
+    streams = logs.describe_log_streams(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    )["logStreams"]
+    for stream in streams:
+        events = logs.get_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"]
+        )["events"]
+        out.append(f"--- {stream['logStreamName']}")
+        out += [event["message"] for event in events[-lines:]]
+    return "\n".join(out)

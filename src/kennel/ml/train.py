@@ -9,6 +9,7 @@ artifact (weights, metadata, serving code) goes to the model directory.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import math
@@ -447,12 +448,18 @@ def source_is_images(source) -> bool:
 
 def run(cfg: TrainConfig) -> TrainResult:
     placement = ddp.init_placement(cfg.device)
+    trainer: Trainer | None = None
     try:
         trainer = Trainer(cfg, placement)
         trainer.load_data()
         trainer.build()
         return trainer.fit()
     finally:
+        # The DistributedDataParallel wrapper goes before the process group: with gloo, torch 2.14
+        # aborts at interpreter exit ("terminate called without an active exception") in about half
+        # the runs on a loaded machine when a DDP module outlives destroy_process_group.
+        trainer = None
+        gc.collect()
         ddp.shutdown(placement)
 
 
@@ -470,4 +477,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 __all__ = ["DatasetInfo", "Freeze", "TrainConfig", "TrainResult", "Trainer", "main", "run"]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    ddp.leave(main())

@@ -74,6 +74,7 @@ class SandboxProcess(subprocess.Popen):
     confined = True
     group: Group | None = None
     label = ""
+    killed_by_owner = False  # a SIGKILL from Kennel (a timeout, a stop), not from the OOM killer
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is not None or not self.confined:
@@ -102,6 +103,7 @@ class SandboxProcess(subprocess.Popen):
         would end the owner's wait before that). bwrap is held stopped while its children are read, so
         it cannot clone a PID 1 between the lookup and the kill: one orphaned during its setup would
         wait forever, out of reach of --die-with-parent."""
+        self.killed_by_owner = True
         _signal(self.pid, signal.SIGSTOP)
         _wait_stopped(self.pid)
         inits = _children(self.pid)
@@ -125,7 +127,12 @@ class SandboxProcess(subprocess.Popen):
         return code
 
     def out_of_memory(self) -> bool:
-        return self.group is not None and self.group.out_of_memory()
+        if self.group is None:
+            return False
+        if self.group.out_of_memory():
+            return True
+        # Killed by SIGKILL that Kennel did not send, in a group that reached its limit.
+        return self.exit_status == -signal.SIGKILL and not self.killed_by_owner and self.group.hit_limit()
 
 
 class Sandbox:

@@ -33,6 +33,7 @@ class Group:
     memory_dir: Path | None
     v2: bool
     removed_oom: bool | None = None  # what out_of_memory() said just before the group was removed
+    removed_hit_limit: bool | None = None  # the same for hit_limit()
 
     @property
     def procs(self) -> list[str]:
@@ -46,18 +47,43 @@ class Group:
             return False
         name = "memory.events" if self.v2 else "memory.oom_control"
         try:
+            counted = False
             for line in (self.memory_dir / name).read_text().splitlines():
                 key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-            if not self.v2:
+                if key == "oom_kill":
+                    counted = True
+                    if int(value) > 0:
+                        return True
+            if not self.v2 and not counted:
                 return int((self.memory_dir / "memory.failcnt").read_text()) > 0 and _dead_by_oom(self)
         except (OSError, ValueError):
             return False
         return False
 
+    def hit_limit(self) -> bool:
+        """Whether usage ever reached the memory limit (v1 ``failcnt``, v2 ``max`` events). With a
+        SIGKILL that nobody in Kennel sent, the sign of an OOM kill on kernels whose ``oom_kill``
+        counter is missing or, in a nested hierarchy, counted elsewhere (seen on a CI machine)."""
+        if self.removed_hit_limit is not None:
+            return self.removed_hit_limit
+        if self.memory_dir is None:
+            return False
+        names = ("memory.failcnt", "memory.max_usage_in_bytes", "memory.limit_in_bytes")
+        if self.v2:
+            names = ("memory.events", "memory.peak", "memory.max")
+        events, peak, limit = (_read(self.memory_dir / n) for n in names)
+        if not self.v2 and events.strip().isdigit() and int(events) > 0:
+            return True
+        for line in events.splitlines() if self.v2 else ():
+            key, _, value = line.partition(" ")
+            if key in ("max", "oom") and value.strip().isdigit() and int(value) > 0:
+                return True
+        # The peak within a page-cache's breadth of the limit counts as reaching it.
+        return peak.strip().isdigit() and limit.strip().isdigit() and int(peak) >= 0.95 * int(limit)
+
     def remove(self) -> None:
         self.removed_oom = self.out_of_memory()  # the owner may ask after the process was reaped
+        self.removed_hit_limit = self.hit_limit()
         # Anything still in the group outlived its sandbox (a PID 1 orphaned during bwrap's setup
         # escapes --die-with-parent): it goes now. The last processes may also still be leaving the
         # group a moment after their parent was reaped.
@@ -75,6 +101,13 @@ class Group:
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _dead_by_oom(group: Group) -> bool:

@@ -254,6 +254,7 @@ class TrainingRunner:
         stop_sent: float | None = None
         last_signal = 0.0
         last_sync = started
+        first_failed = None  # the host whose failure ended the job: the others were stopped after it
         while not run.exited():
             with self._lock:
                 self._lock.wait(TICK_S)
@@ -263,6 +264,8 @@ class TrainingRunner:
                 last_sample = now
                 self._sample_usage(name, samplers, now)
             failed = run.failed_host()
+            if failed is not None and first_failed is None and stop_sent is None:
+                first_failed = failed
             if failed is not None and stop_sent is None:
                 run.terminate()  # the other hosts cannot finish a job that has already failed
                 stop_sent = last_signal = now
@@ -293,9 +296,9 @@ class TrainingRunner:
         if name in self._stops:
             outcome = self._stops[name]
         else:
-            bad = [host for host in run.hosts if codes.get(host.name) not in (0, None)] or [
-                host for host in run.hosts if codes.get(host.name) is None
-            ]
+            bad = [first_failed] if first_failed is not None else []
+            bad += [host for host in run.hosts if codes.get(host.name) not in (0, None)]
+            bad += [host for host in run.hosts if codes.get(host.name) is None]
             if bad:
                 outcome, failure = "Failed", algorithm_error(bad[0], codes.get(bad[0].name))
         ended = self.clock()
