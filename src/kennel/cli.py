@@ -99,14 +99,19 @@ def evaluate(
     split: str = typer.Option("test", help="train, valid or test"),
     output_dir: Path = typer.Option(Path("runs/eval"), help="report.json and confusion_matrix.png go here"),
     runtime: str = typer.Option("torch", help="torch, onnxruntime, openvino-f32, openvino, auto"),
+    precision: str = typer.Option(
+        "fp32", help="fp32, bf16 or int8: also measure that precision against the runtime's fp32"
+    ),
 ) -> None:
     """Evaluate a trained model on a split: accuracy, top-5, per-class accuracy, confusion matrix."""
     from kennel.workflows import evaluate_model
 
-    report = evaluate_model(model, data_dir, split=split, output_dir=output_dir, runtime=runtime)
-    console.print_json(
-        json.dumps({k: v for k, v in report.items() if k in ("count", "loss", "accuracy", "top5_accuracy")})
+    report = evaluate_model(
+        model, data_dir, split=split, output_dir=output_dir, runtime=runtime, precision=precision
     )
+    shown = ("count", "loss", "accuracy", "top5_accuracy", "precision", "exact_accuracy", "agreement",
+             "gate_passed")  # fmt: skip
+    console.print_json(json.dumps({k: v for k, v in report.items() if k in shown}))
     console.print(f"report: {output_dir / 'report.json'}; plot: {output_dir / 'confusion_matrix.png'}")
 
 
@@ -114,10 +119,26 @@ def evaluate(
 def package(
     model_dir: Path = typer.Argument(..., help="model directory written by training"),
     out: Path = typer.Option(Path("runs/model.tar.gz"), help="archive to write"),
+    data_dir: Path | None = typer.Option(
+        None, help="ImageFolder root: store a validation sample (the precision gate's proof) first"
+    ),
+    split: str = typer.Option("valid", help="the split the sample comes from"),
+    sample_size: int = typer.Option(48, min=1, max=512, help="images in the sample"),
 ) -> None:
     """Pack a model directory into a SageMaker-layout model.tar.gz."""
-    from kennel.ml.artifact import package_model
+    from kennel.ml.artifact import package_model, read_meta
 
+    if data_dir is not None:
+        from kennel.ml import calibration
+        from kennel.ml.data import scan_dataset
+
+        meta, info = read_meta(model_dir), scan_dataset(data_dir)
+        if split not in info.splits or info.classes != meta.classes:
+            raise SystemExit(f"{data_dir} has no {split}/ split with the model's classes")
+        sample = calibration.write_from_files(
+            model_dir, info.splits[split].samples, meta.preprocess, count=sample_size
+        )
+        console.print(f"validation sample: {sample}")
     path = package_model(model_dir, out)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

@@ -42,27 +42,47 @@ def predict_image(model: Path, image: Path, *, top_k: int = 3, runtime: str = "t
     return json.loads(body)
 
 
-def evaluate_model(model: Path, data_dir: Path, *, split: str, output_dir: Path, runtime: str) -> dict:
+def evaluate_model(model: Path, data_dir: Path, *, split: str, output_dir: Path, runtime: str,
+                   precision: str = "fp32") -> dict:  # fmt: skip
+    """Accuracy of ``runtime`` on a whole split; with ``precision`` bf16/int8 also of that precision,
+    its top-1 agreement with the exact runtime over the split, and the gate's verdict on the sample."""
     from kennel.ml.runtimes import load_predictor
 
     info = scan_dataset(data_dir)
     if split not in info.splits:
         raise SystemExit(f"{data_dir} has no {split}/ split")
     with tempfile.TemporaryDirectory() as scratch:
-        predictor = load_predictor(_model_dir(model, Path(scratch)), runtime)
+        model_dir = _model_dir(model, Path(scratch))
+        predictor = load_predictor(model_dir, runtime)
         if predictor.meta.classes != info.classes:
             raise SystemExit("the model's classes differ from the dataset's class folders")
+        predictors = {"exact": predictor}
+        if precision != "fp32":
+            from kennel.ml.precision import gated_predictor, reduced_predictor
+
+            predictors["reduced"] = reduced_predictor(model_dir, precision)
+            gate = gated_predictor(model_dir, precision, predictor)
         pp = predictor.meta.preprocess
-        logits, targets = [], []
+        logits: dict[str, list[torch.Tensor]] = {name: [] for name in predictors}
+        targets: list[int] = []
         samples = info.splits[split].samples
         for start in range(0, len(samples), 32):
             chunk = samples[start : start + 32]
             batch = torch.stack([eval_tensor(load_image_file(p), pp) for p, _ in chunk])
-            logits.append(torch.from_numpy(np.asarray(predictor.predict(batch))))
+            for name, each in predictors.items():
+                logits[name].append(torch.from_numpy(np.asarray(each.predict(batch))))
             targets += [t for _, t in chunk]
-    report = classification_report(torch.cat(logits), torch.tensor(targets), info.labels)
-    write_report(
-        {"split": split, "runtime": runtime, "dataset": info.describe(), **report}, output_dir / "report.json"
-    )
+    chosen = "reduced" if "reduced" in logits else "exact"
+    report = classification_report(torch.cat(logits[chosen]), torch.tensor(targets), info.labels)
+    summary: dict = {"split": split, "runtime": runtime, "precision": precision, "dataset": info.describe()}
+    if chosen == "reduced":
+        exact = torch.cat(logits["exact"])
+        reduced = torch.cat(logits["reduced"])
+        exact_report = classification_report(exact, torch.tensor(targets), info.labels)
+        summary["exact_accuracy"] = exact_report["accuracy"]
+        summary["agreement"] = float((exact.argmax(1) == reduced.argmax(1)).float().mean())
+        summary["gate_passed"] = gate is not predictor
+    report.update({k: v for k, v in summary.items() if k not in ("dataset",)})
+    write_report({**summary, **report}, output_dir / "report.json")
     plot_confusion_matrix(report["confusion_matrix"], info.labels, output_dir / "confusion_matrix.png")
     return report

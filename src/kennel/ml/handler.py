@@ -126,7 +126,15 @@ def model_fn(model_dir: str, context: Any = None) -> ServingModel:
     # "auto": the fastest runtime that gives eager torch's logits, measured on this instance at load.
     runtime = os.environ.get("KENNEL_RUNTIME", "auto").strip() or "auto"
     export_dir = os.environ.get(EXPORT_DIR_ENV, "").strip()
-    predictor = load_predictor(Path(model_dir), runtime, export_dir=Path(export_dir) if export_dir else None)
+    export = Path(export_dir) if export_dir else None
+    predictor = load_predictor(Path(model_dir), runtime, export_dir=export)
+    # Reduced precision only behind the gate: proven on the artifact's own validation sample at load.
+    precision = os.environ.get("KENNEL_PRECISION", "fp32").strip().lower() or "fp32"
+    if precision != "fp32":
+        from .precision import gated_predictor  # lazy: NNCF and the gate are only for this opt-in
+
+        strict = _env_bool("KENNEL_PRECISION_STRICT", False)
+        predictor = gated_predictor(Path(model_dir), precision, predictor, export_dir=export, strict=strict)
     return ServingModel.from_env(predictor)
 
 

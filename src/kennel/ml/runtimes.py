@@ -223,6 +223,8 @@ class OpenVinoPredictor(_OnnxGraphPredictor):
         device: str = "CPU",
         cache_dir: Path | None = None,
         export_dir: Path | None = None,
+        precision_hint: str | None = None,
+        graph: Path | None = None,
     ) -> None:
         import openvino as ov
 
@@ -230,6 +232,11 @@ class OpenVinoPredictor(_OnnxGraphPredictor):
 
         super().__init__(model_dir, num_threads=num_threads, export_dir=export_dir)
         self.runtime = "openvino-f32" if f32 else "openvino"
+        if precision_hint is not None:  # the precision gate's candidates (kennel.ml.precision)
+            f32 = False
+            self.runtime = f"openvino-{precision_hint}"
+        if graph is not None:
+            self.runtime = "openvino-int8"
         self.device = device
         if cache_dir is None:
             cache_dir = writable_cache_dir(self.model_dir, _OV_CACHE, self.weights_sha256)
@@ -241,10 +248,12 @@ class OpenVinoPredictor(_OnnxGraphPredictor):
         }
         if f32:
             config["INFERENCE_PRECISION_HINT"] = "f32"
+        elif precision_hint is not None:
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
         self.core = ov.Core()
         # The export has a dynamic batch dimension; compiling from the path (not a read_model result)
         # lets OpenVINO key its cache on the file and skip parsing on a cache hit.
-        self.compiled = self.core.compile_model(str(self.onnx_path), device, config)
+        self.compiled = self.core.compile_model(str(graph or self.onnx_path), device, config)
         self.precision = _ov_type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self._local = threading.local()
 
