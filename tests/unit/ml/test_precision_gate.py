@@ -1,9 +1,5 @@
-"""The precision gate: judged figures (a table), and bf16 / int8 proven or refused on real models.
-
-Two tiny ResNet-18s: one whose classes are far apart (reduced precision keeps every top-1), one whose
-last layer makes the logits nearly tied (bf16's 8-bit mantissa flips them). The sample's labels are the
-fp32 predictions, so exact accuracy on it is 100 % and every flip is an accuracy drop too.
-"""
+"""The precision gate: judged figures (a table), and bf16 / int8 proven or refused on real models
+(tests/integration/precision_models.py builds them: one far apart, one with nearly tied logits)."""
 
 from __future__ import annotations
 
@@ -14,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.integration.precision_models import SAMPLE, gate_model_dir
 
 from kennel.ml import calibration
-from kennel.ml.artifact import ArtifactMeta, load_model_dir, write_model_dir
-from kennel.ml.models import ModelConfig, build_model
+from kennel.ml.artifact import load_model_dir, write_model_dir
 from kennel.ml.precision import (
     RECORD_FILE,
     PrecisionGateError,
@@ -26,44 +22,17 @@ from kennel.ml.precision import (
     reduced_predictor,
 )
 from kennel.ml.runtimes import load_predictor
-from kennel.ml.transforms import Preprocess, normalize
-
-SIZE = 64
-CLASSES = ["beagle", "boxer", "collie", "husky", "pug"]
-SAMPLE = 24
-
-
-def _model_dir(path: Path, *, tied: bool) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", num_classes=len(CLASSES), head_hidden=(16,))
-    model = build_model(cfg).eval()
-    last = model.head[-1]
-    with torch.no_grad():
-        if tied:  # every class scores the same up to a 1e-4 relative wobble: bf16 cannot tell them apart
-            base = torch.randn(1, last.in_features)
-            last.weight.copy_(base + 1e-4 * torch.randn(len(CLASSES), last.in_features) * base.abs())
-            last.bias.zero_()
-        else:  # far apart: the winning logit leads by a wide margin
-            last.weight.mul_(50.0)
-    meta = ArtifactMeta(model=cfg, preprocess=Preprocess(image_size=SIZE), classes=CLASSES, labels=CLASSES)
-    write_model_dir(path, model, meta)
-    # The sample: random images labelled with what fp32 predicts for them.
-    gen = torch.Generator().manual_seed(1)
-    pixels = torch.randint(0, 256, (SAMPLE, 3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
-    with torch.inference_mode():
-        targets = model(normalize(pixels, meta.preprocess)).argmax(1).numpy()
-    calibration.write(path, pixels.numpy(), targets)
-    return path
+from kennel.ml.transforms import normalize
 
 
 @pytest.fixture(scope="module")
 def apart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _model_dir(tmp_path_factory.mktemp("gate") / "apart", tied=False)
+    return gate_model_dir(tmp_path_factory.mktemp("gate") / "apart", tied=False)
 
 
 @pytest.fixture(scope="module")
 def tied(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _model_dir(tmp_path_factory.mktemp("gate") / "tied", tied=True)
+    return gate_model_dir(tmp_path_factory.mktemp("gate") / "tied", tied=True)
 
 
 def _logits(rows: list[list[float]]) -> np.ndarray:
