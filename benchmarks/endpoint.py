@@ -16,6 +16,11 @@ all measured in this run on the same JPEG (500×375):
 * **overhead p50**: one request at a time, client-observed p50 minus the in-process p50 of the same
   request (the two alternate request by request), and the p50 of a trivial scripted model through
   the full path (everything but a model);
+* **bf16 / int8**: the full path again with ``KENNEL_PRECISION=bf16`` and ``=int8`` (``--precisions``),
+  with what the instance's precision gate decided and its figures (top-1 agreement and accuracy on the
+  artifact's validation sample). The random-weight model's sample is 48 synthetic images labelled with
+  its own fp32 predictions (so accuracy drop = disagreement); ``--artifact`` benchmarks a trained
+  model.tar.gz (the demo's, say) with the sample its training stored;
 * **seeds' way**: eager PyTorch as the seed notebooks serve it (PIL + torchvision transforms, NCHW
   fp32, one request at a time, in process, no HTTP at all); **raw × seeds** and **full × seeds** are
   the raw fastest and full-path throughputs over that.
@@ -46,10 +51,11 @@ from rich.table import Table
 
 from kennel.cloud import server
 from kennel.cloud.cloudstate import admin_credentials
-from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
+from kennel.ml import calibration
+from kennel.ml.artifact import ArtifactMeta, package_model, unpack_artifact, write_model_dir
 from kennel.ml.models import ModelConfig, build_model
 from kennel.ml.runtimes import EXACT_RUNTIMES, runtime_available
-from kennel.ml.transforms import Preprocess
+from kennel.ml.transforms import Preprocess, normalize
 from kennel.runtime.endpoints.server import build_server
 from kennel.settings import Settings
 
@@ -121,7 +127,14 @@ def make_artifact(root: Path, backbone: str) -> Path:
     cfg = ModelConfig(backbone=backbone, num_classes=133, head_hidden=(128,))
     labels = [f"Breed {i}" for i in range(133)]
     meta = ArtifactMeta(model=cfg, preprocess=Preprocess(image_size=224), classes=labels, labels=labels)
-    return write_model_dir(root / backbone, build_model(cfg), meta)
+    model = build_model(cfg).eval()
+    model_dir = write_model_dir(root / backbone, model, meta)
+    gen = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (48, 3, 224, 224), generator=gen, dtype=torch.uint8)
+    with torch.inference_mode():
+        targets = model(normalize(pixels, meta.preprocess)).argmax(1).numpy()
+    calibration.write(model_dir, pixels.numpy(), targets)
+    return model_dir
 
 
 class SeedsWay:
@@ -204,17 +217,27 @@ class Cloud:
     def client(self, service: str):
         return boto3.session.Session().client(service, **self.kwargs)
 
-    def served_runtime(self, name: str) -> str:
-        """What the endpoint's instance says it serves with (its "loaded" log line)."""
+    def log_line(self, name: str, needles: tuple[str, ...]) -> str:
+        """The first line of the endpoint's log holding one of ``needles`` ("" if none comes)."""
         logs, group = self.client("logs"), f"/aws/sagemaker/Endpoints/{name}"
         for _ in range(40):  # the log writer batches; the line arrives within a few seconds
             for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
                 events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])
                 for event in events["events"]:
-                    if "(runtime " in event["message"]:
-                        return event["message"].split("(runtime ", 1)[1].split(",", 1)[0]
+                    if any(needle in event["message"] for needle in needles):
+                        return event["message"]
             time.sleep(0.5)
-        return "?"
+        return ""
+
+    def served_runtime(self, name: str) -> str:
+        """What the endpoint's instance says it serves with (its "loaded" log line)."""
+        line = self.log_line(name, ("(runtime ",))
+        return line.split("(runtime ", 1)[1].split(",", 1)[0] if line else "?"
+
+    def gate(self, name: str) -> str:
+        """The precision gate's verdict and figures, from the instance's log."""
+        line = self.log_line(name, ("precision gate passed", "precision gate refused"))
+        return line.split("precision gate ", 1)[1] if line else "?"
 
     def deploy(self, name: str, url: Path, env: dict[str, str]) -> None:
         sm = self.client("sagemaker")
@@ -293,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best counts")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the endpoint's model")
+    parser.add_argument("--precisions", default="bf16,int8", help="KENNEL_PRECISION values to add ('' none)")
+    parser.add_argument("--artifact", type=Path, default=None, help="a trained model.tar.gz instead")
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     console = Console(width=170)
@@ -307,8 +332,12 @@ def main(argv: list[str] | None = None) -> None:
                 [FullPath(cloud, "echo", b"{}", "application/json", 1).measure(1, 0) for _ in range(2)]
             )
             console.print(f"trivial model through the full path: p50 {echo['p50_ms']:.2f} ms")
-            for backbone in [m.strip() for m in args.models.split(",") if m.strip()]:
-                model_dir = make_artifact(root, backbone)
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            for backbone in ["artifact"] if args.artifact else models:
+                if args.artifact:
+                    model_dir = unpack_artifact(args.artifact, root / "artifact")
+                else:
+                    model_dir = make_artifact(root, backbone)
                 # Packaged before the raw runs export model.onnx into the directory: the endpoint makes
                 # its own.
                 tarball = package_model(model_dir, root / f"{backbone}.tar.gz")
@@ -318,12 +347,22 @@ def main(argv: list[str] | None = None) -> None:
                 cloud.deploy(backbone, tarball, {**env, **extra_env})
                 served = cloud.served_runtime(backbone)
                 full = FullPath(cloud, backbone, body, "image/jpeg", args.clients)
+                reduced: dict[str, FullPath] = {}
+                gates: dict[str, str] = {}
+                for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
+                    name = f"{backbone}-{precision}"
+                    cloud.deploy(name, tarball, {**env, **extra_env, "KENNEL_PRECISION": precision})
+                    gates[precision] = cloud.gate(name)
+                    reduced[precision] = FullPath(cloud, name, body, "image/jpeg", args.clients)
                 runs: dict[str, list[dict]] = {"seeds": [], "full": [], **{f"raw {rt}": [] for rt in raws}}
+                runs.update({f"full {p}": [] for p in reduced})
                 for _ in range(args.rounds):  # interleaved, so a burst of other load hits all alike
                     runs["seeds"].append(seeds.measure(1, args.seconds))
                     for rt, raw in raws.items():
                         runs[f"raw {rt}"].append(raw.measure(args.clients, args.seconds))
                     runs["full"].append(full.measure(args.clients, args.seconds))
+                    for precision, path in reduced.items():
+                        runs[f"full {precision}"].append(path.measure(args.clients, args.seconds))
                 result = {key: best(value) for key, value in runs.items()}
                 fastest = max(raws, key=lambda rt: result[f"raw {rt}"]["rps"])
                 result["raw"] = dict(result[f"raw {fastest}"])
@@ -331,10 +370,13 @@ def main(argv: list[str] | None = None) -> None:
                 for raw in raws.values():
                     raw.close()
                 result["full"]["p50_ms"], result["raw"]["p50_ms"] = full_p50, raw_p50
-                result.update(echo_p50_ms=echo["p50_ms"], fastest=fastest, served=served, runs=runs)
+                result.update(
+                    echo_p50_ms=echo["p50_ms"], fastest=fastest, served=served, runs=runs, gates=gates
+                )
                 results[backbone] = result
                 console.print(f"{backbone}: {json.dumps(runs)}")
-                cloud.client("sagemaker").delete_endpoint(EndpointName=backbone)
+                for name in [backbone, *(f"{backbone}-{p}" for p in reduced)]:
+                    cloud.client("sagemaker").delete_endpoint(EndpointName=name)
         finally:
             cloud.close()
     table = Table(
@@ -376,6 +418,15 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['echo_p50_ms']:.2f}",
         )
     console.print(table)
+    for backbone, r in results.items():
+        for precision, verdict in r["gates"].items():
+            rps = r[f"full {precision}"]["rps"]
+            console.print(
+                f"{backbone} KENNEL_PRECISION={precision}: full path {rps:.1f} req/s = "
+                f"{rps / r['seeds']['rps']:.2f}× seeds, {rps / r['full']['rps']:.2f}× the exact default; "
+                f"gate {verdict}",
+                highlight=False,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
