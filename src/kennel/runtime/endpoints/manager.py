@@ -1,8 +1,10 @@
 """Every endpoint's instances on this machine: capacity, start and stop, health, replacement, telemetry.
 
 Operations that start or stop processes block (seconds); the SageMaker provider runs them in its own
-threads and reports status from their outcome. ``upkeep.py`` holds the loops that replace dead
-instances and publish telemetry.
+threads and reports status from their outcome. The manager keeps the fleets and the capacity ledger
+and composes three objects of its own: an :class:`InstanceLauncher` (built with an instance factory that
+starts model servers in the sandbox), the :class:`StandbyPool` of warm spares, and the :class:`Upkeep`
+loops that replace dead instances and publish telemetry.
 
 Blue/green updates launch the new fleet beside the old one, switch the router once every new
 instance answers its ping, then wait for the old instances' requests in flight before stopping them.
@@ -18,12 +20,13 @@ from pathlib import Path
 
 from kennel.runtime.endpoints.artifacts import Fetcher, ModelDataError, prepare_model_dir
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
+from kennel.runtime.endpoints.launcher import InstanceFactory, InstanceLauncher
 from kennel.runtime.endpoints.metrics import MetricBuffer, NullLogSink, NullMetricSink
-from kennel.runtime.endpoints.profiles import gpu_count, profile_for
+from kennel.runtime.endpoints.profiles import ResourceProfile, gpu_count
 from kennel.runtime.endpoints.router import Fleet, Router, Variant
 from kennel.runtime.endpoints.shared import CapacityError, DeploymentFailed, Endpoint, Slot, VariantSpec
-from kennel.runtime.endpoints.standby import StandbyMixin
-from kennel.runtime.endpoints.upkeep import UpkeepMixin
+from kennel.runtime.endpoints.standby import StandbyPool
+from kennel.runtime.endpoints.upkeep import LogSources, Upkeep
 from kennel.runtime.sandbox import Sandbox
 from kennel.runtime.telemetry import LogSink, MetricSink
 
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CapacityError", "DeploymentFailed", "Endpoint", "EndpointManager", "Slot", "VariantSpec"]
 
 
-class EndpointManager(StandbyMixin, UpkeepMixin):
+class EndpointManager:
     def __init__(
         self,
         work_dir: Path,
@@ -46,8 +49,9 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         sample_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         fetch_model_data: Fetcher | None = None,
-        sandbox: Sandbox,
+        sandbox: Sandbox | None,
         max_in_flight_per_instance: int | None = None,
+        instance_factory: InstanceFactory | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.max_in_flight_per_instance = max_in_flight_per_instance
@@ -65,13 +69,44 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         self._retiring: list[Endpoint] = []
         self._lock = threading.RLock()
         self._slots: dict[int, Slot] = {}  # id(Variant) → how to grow it
-        self.init_standby()
-        self._log_sources: list[tuple[str, Instance]] = []
-        self._gpus = gpu_count()
-        self._next_gpu = 0
         self._stop = threading.Event()
-        self._last_ping = self._last_sample = 0.0
-        self.start_upkeep(monitor_interval_s)
+        self.log_sources = LogSources()
+        self.launcher = InstanceLauncher(
+            instance_factory or self._sandboxed_instance, gpus=gpu_count(), on_new=self.log_sources.add
+        )
+        self.standbys = StandbyPool(
+            lock=self._lock, slots=self._slots, capacity=self, start_ready=self.launcher.start_ready
+        )
+        self.upkeep = Upkeep(
+            endpoints=self._live_endpoints, lock=self._lock, slots=self._slots,
+            start_ready=self.launcher.start_ready, log_sources=self.log_sources, metrics=self.metrics,
+            metric_sink=self.metric_sink, log_sink=self.log_sink, stop=self._stop,
+            ping_interval_s=ping_interval_s, sample_interval_s=sample_interval_s,
+        )  # fmt: skip
+        self.upkeep.start(monitor_interval_s)
+
+    def _sandboxed_instance(self, slot: Slot, profile: ResourceProfile, gpu: int | None) -> Instance:
+        """The real instance factory: a model server started through the one sandboxed spawner."""
+        if self.sandbox is None:
+            raise InstanceFailed("no sandbox to start a model server in")
+        return Instance(
+            variant=slot.spec.name,
+            model_dir=slot.model_dir,
+            environment=slot.spec.environment,
+            profile=profile,
+            gpu_index=gpu,
+            timeout_s=self.timeout_s,
+            clock=self.clock,
+            sandbox=self.sandbox,
+            socket_root=self.work_dir / "sockets",
+        )
+
+    def _live_endpoints(self) -> list[Endpoint]:
+        with self._lock:
+            return list(self.endpoints.values())
+
+    def keep_standby(self, endpoint: Endpoint, variant_name: str, wanted: bool) -> None:
+        self.standbys.keep(endpoint, variant_name, wanted)
 
     # --- capacity -------------------------------------------------------------------------------------
 
@@ -107,52 +142,6 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
 
     # --- launching ------------------------------------------------------------------------------------
 
-    def _new_instance(self, endpoint: Endpoint, slot: Slot) -> Instance:
-        profile = profile_for(slot.spec.instance_type)
-        gpu = None
-        if profile.wants_gpu and self._gpus:
-            with self._lock:
-                gpu, self._next_gpu = self._next_gpu % self._gpus, self._next_gpu + 1
-        instance = Instance(
-            variant=slot.spec.name,
-            model_dir=slot.model_dir,
-            environment=slot.spec.environment,
-            profile=profile,
-            gpu_index=gpu,
-            timeout_s=self.timeout_s,
-            clock=self.clock,
-            sandbox=self.sandbox,
-            socket_root=self.work_dir / "sockets",
-        )
-        where = f"GPU {gpu}" if gpu is not None else "CPU"
-        instance.note(
-            f"Starting model server for {slot.spec.model_name} on a local {slot.spec.instance_type} "
-            f"({profile.threads} threads, {where})"
-        )
-        if profile.wants_gpu and gpu is None:
-            instance.note(
-                f"{slot.spec.instance_type} asks for a GPU but this machine has none: serving on CPU"
-            )
-        with self._lock:
-            self._log_sources.append((endpoint.name, instance))
-        return instance
-
-    def _start_ready(self, endpoint: Endpoint, slot: Slot) -> Instance:
-        """One instance, started and healthy (a port taken in the meantime gets one more try)."""
-        for attempt in (0, 1):
-            instance = self._new_instance(endpoint, slot)
-            instance.start()
-            try:
-                instance.wait_ready(slot.spec.startup_timeout_s, endpoint.cancelled.is_set)
-                instance.note(f"Instance {instance.id} is healthy")
-                return instance
-            except InstanceFailed as exc:
-                instance.stop()
-                instance.note(exc.reason)
-                if not (exc.port_in_use and attempt == 0):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def launch(self, endpoint: Endpoint, config_name: str, specs: list[VariantSpec]) -> Fleet:
         """Start every instance of ``specs`` and wait until all are healthy, or raise DeploymentFailed."""
         fleet = Fleet(config_name=config_name)
@@ -186,7 +175,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
 
         def one(slot: Slot) -> None:
             try:
-                instance = self._start_ready(endpoint, slot)
+                instance = self.launcher.start_ready(endpoint, slot)
             except InstanceFailed as exc:
                 errors.append(f"Variant {slot.spec.name}: {exc.reason}")
                 return
@@ -223,7 +212,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         self.stop_fleet(endpoint, old, drain=True)
 
     def stop_fleet(self, endpoint: Endpoint, fleet: Fleet, *, drain: bool = False) -> None:
-        self._drop_standbys(endpoint, list(fleet.variants.values()))
+        self.standbys.drop(endpoint, list(fleet.variants.values()))
         instances = fleet.all_instances()
         with endpoint.router.cond:
             for instance in instances:
@@ -249,7 +238,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
                 if count > variant.desired_count:
                     before, adding = len(variant.instances), count - variant.desired_count
                     variant.desired_count = count
-                    if self._adopt_standby(endpoint, variant):
+                    if self.standbys.adopt(endpoint, variant):
                         # The caller reserved room for every new instance; the standby held its own.
                         self.release(endpoint, 1)
                         before, adding = before + 1, adding - 1
@@ -261,7 +250,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
                         variant.desired_count -= missing
                         self.release(endpoint, missing)
                         raise
-                    self._refill(endpoint, variant)  # the next scale-out finds a standby again
+                    self.standbys.refill(endpoint, variant)  # the next scale-out finds a standby again
                 else:
                     surplus = sorted(variant.instances, key=lambda i: i.outstanding)[
                         : variant.desired_count - count
@@ -305,7 +294,7 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
 
     def close(self) -> None:
         self._stop.set()
-        self.stop_upkeep()
+        self.upkeep.stop()
         with self._lock:
             endpoints = [*self.endpoints.values(), *self._retiring]
         instances = [
@@ -316,11 +305,9 @@ class EndpointManager(StandbyMixin, UpkeepMixin):
         ]
         for ep in endpoints:
             ep.cancelled.set()
-        with self._lock:
-            instances += list(self._standby.values())
-            self._standby.clear()
+        instances += self.standbys.take_all()
         _stop_all(instances)
-        self._monitor()
+        self.upkeep.monitor()
 
 
 def _stop_all(instances: list[Instance]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
 from kennel.runtime.endpoints.shared import Endpoint, Slot
@@ -22,15 +23,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StandbyMixin:
-    """Mixed into ``EndpointManager`` (uses its lock, slots, reserve/release and _start_ready)."""
+class Capacity(Protocol):
+    """The machine's instance ledger: a standby holds one reservation like any instance."""
 
-    def init_standby(self) -> None:
+    def reserve(self, endpoint: Endpoint, count: int) -> None: ...
+    def release(self, endpoint: Endpoint, count: int) -> None: ...
+
+
+class StandbyPool:
+    """Owned by the endpoint manager; shares its lock and its slots (id(Variant) → how to grow it)."""
+
+    def __init__(self, *, lock: threading.RLock, slots: dict[int, Slot], capacity: Capacity,
+                 start_ready: Callable[[Endpoint, Slot], Instance]) -> None:  # fmt: skip
+        self._lock = lock
+        self._slots = slots
+        self._capacity = capacity
+        self._start_ready = start_ready
         self._standby: dict[int, Instance] = {}  # id(Variant) → its standby
-        self._standby_wanted: set[int] = set()
-        self._standby_starting: set[int] = set()
+        self._wanted: set[int] = set()
+        self._starting: set[int] = set()
 
-    def keep_standby(self, endpoint: Endpoint, variant_name: str, wanted: bool) -> None:
+    def keep(self, endpoint: Endpoint, variant_name: str, wanted: bool) -> None:
         """Ask for (or give up) a standby for ``variant_name`` of the endpoint's active fleet. Idempotent."""
         variant = endpoint.fleet.variants.get(variant_name)
         if variant is None:
@@ -38,60 +51,60 @@ class StandbyMixin:
         key = id(variant)
         with self._lock:
             if not wanted:
-                self._standby_wanted.discard(key)
+                self._wanted.discard(key)
                 spare = self._standby.pop(key, None)
             else:
-                self._standby_wanted.add(key)
+                self._wanted.add(key)
                 spare = None
         if spare is not None:
             spare.stop()
-            self.release(endpoint, 1)
+            self._capacity.release(endpoint, 1)
         elif wanted:
-            self._refill(endpoint, variant)
+            self.refill(endpoint, variant)
 
-    def _refill(self, endpoint: Endpoint, variant: Variant) -> None:
+    def refill(self, endpoint: Endpoint, variant: Variant) -> None:
         key = id(variant)
         with self._lock:
             slot: Slot | None = self._slots.get(key)
-            if slot is None or key in self._standby or key in self._standby_starting:
+            if slot is None or key in self._standby or key in self._starting:
                 return
-            if key not in self._standby_wanted or endpoint.cancelled.is_set():
+            if key not in self._wanted or endpoint.cancelled.is_set():
                 return
             try:
-                self.reserve(endpoint, 1)
+                self._capacity.reserve(endpoint, 1)
             except Exception as exc:  # CapacityError: no room for a spare, which is fine
                 log.info("no standby for %s/%s: %s", endpoint.name, variant.name, exc)
                 return
-            self._standby_starting.add(key)
-        threading.Thread(target=self._start_standby, args=(endpoint, slot, key), daemon=True).start()
+            self._starting.add(key)
+        threading.Thread(target=self._start, args=(endpoint, slot, key), daemon=True).start()
 
-    def _start_standby(self, endpoint: Endpoint, slot: Slot, key: int) -> None:
+    def _start(self, endpoint: Endpoint, slot: Slot, key: int) -> None:
         try:
             instance = self._start_ready(endpoint, slot)
         except InstanceFailed as exc:
             log.warning("standby for %s/%s failed to start: %s", endpoint.name, slot.spec.name, exc.reason)
             with self._lock:
-                self._standby_starting.discard(key)
-            self.release(endpoint, 1)
+                self._starting.discard(key)
+            self._capacity.release(endpoint, 1)
             return
         instance.note(f"Instance {instance.id} is a warm standby (not routed until a scale-out adopts it)")
         with self._lock:
-            self._standby_starting.discard(key)
-            keep = key in self._standby_wanted and key in self._slots and not endpoint.cancelled.is_set()
+            self._starting.discard(key)
+            keep = key in self._wanted and key in self._slots and not endpoint.cancelled.is_set()
             if keep:
                 self._standby[key] = instance
         if not keep:
             instance.stop()
-            self.release(endpoint, 1)
+            self._capacity.release(endpoint, 1)
 
-    def _adopt_standby(self, endpoint: Endpoint, variant: Variant) -> bool:
+    def adopt(self, endpoint: Endpoint, variant: Variant) -> bool:
         """Move the variant's standby into rotation; its reservation becomes the new instance's."""
         with self._lock:
             spare = self._standby.pop(id(variant), None)
         if spare is None or not (spare.healthy and spare.alive()):
             if spare is not None:
                 spare.stop()
-                self.release(endpoint, 1)
+                self._capacity.release(endpoint, 1)
             return False
         with endpoint.router.cond:
             variant.instances.append(spare)
@@ -99,12 +112,19 @@ class StandbyMixin:
         spare.note(f"Instance {spare.id} adopted from standby into {variant.name}")
         return True
 
-    def _drop_standbys(self, endpoint: Endpoint, variants: list[Variant]) -> None:
+    def drop(self, endpoint: Endpoint, variants: list[Variant]) -> None:
         with self._lock:
             spares = [self._standby.pop(id(v)) for v in variants if id(v) in self._standby]
             for v in variants:
-                self._standby_wanted.discard(id(v))
+                self._wanted.discard(id(v))
         for spare in spares:
             spare.stop()
         if spares:
-            self.release(endpoint, len(spares))
+            self._capacity.release(endpoint, len(spares))
+
+    def take_all(self) -> list[Instance]:
+        """Every standby, handed over for stopping (the manager is closing)."""
+        with self._lock:
+            spares = list(self._standby.values())
+            self._standby.clear()
+        return spares

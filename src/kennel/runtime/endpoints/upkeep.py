@@ -1,4 +1,4 @@
-"""The fleet's upkeep, mixed into :class:`~kennel.runtime.endpoints.manager.EndpointManager`.
+"""The fleet's upkeep, an object the :class:`~kennel.runtime.endpoints.manager.EndpointManager` owns.
 
 * the *monitor* (4 Hz) notices exited processes, takes them out of routing and starts replacements
   (retrying with back-off while the endpoint exists), and flushes log lines and metric data points;
@@ -16,52 +16,86 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from kennel.runtime.endpoints.instances import Instance, InstanceFailed
-from kennel.runtime.endpoints.metrics import log_group, send_logs
+from kennel.runtime.endpoints.metrics import MetricBuffer, log_group, send_logs
 from kennel.runtime.endpoints.router import Variant
 from kennel.runtime.endpoints.shared import Endpoint, Slot
 from kennel.runtime.loop import ControlLoop, ticker
+from kennel.runtime.telemetry import LogSink, MetricSink
 
 log = logging.getLogger(__name__)
 _PING_FAILURES_BEFORE_KILL = 3
 
 
-class UpkeepMixin:
-    # Set up by EndpointManager.__init__.
-    endpoints: dict[str, Endpoint]
-    metrics: Any
-    metric_sink: Any
-    log_sink: Any
-    ping_interval_s: float
-    sample_interval_s: float
-    _lock: threading.RLock
-    _slots: dict[int, Slot]
-    _log_sources: list[tuple[str, Instance]]
-    _stop: threading.Event
-    _last_ping: float
-    _last_sample: float
-    _start_ready: Callable[[Endpoint, Slot], Instance]
-    _upkeep_loops: list[ControlLoop]
+class LogSources:
+    """Instances whose output still flows to CloudWatch Logs, by endpoint name (the monitor drains them)."""
 
-    def start_upkeep(self, monitor_interval_s: float) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: list[tuple[str, Instance]] = []
+
+    def add(self, endpoint_name: str, instance: Instance) -> None:
+        with self._lock:
+            self._sources.append((endpoint_name, instance))
+
+    def snapshot(self) -> list[tuple[str, Instance]]:
+        with self._lock:
+            return list(self._sources)
+
+    def forget(self, finished: list[tuple[str, Instance]]) -> None:
+        with self._lock:
+            self._sources = [s for s in self._sources if s not in finished]
+
+
+class Upkeep:
+    """Owned by the endpoint manager; shares its lock and its slots (id(Variant) → how to grow it)."""
+
+    def __init__(
+        self,
+        *,
+        endpoints: Callable[[], list[Endpoint]],
+        lock: threading.RLock,
+        slots: dict[int, Slot],
+        start_ready: Callable[[Endpoint, Slot], Instance],
+        log_sources: LogSources,
+        metrics: MetricBuffer,
+        metric_sink: MetricSink,
+        log_sink: LogSink,
+        stop: threading.Event,
+        ping_interval_s: float,
+        sample_interval_s: float,
+    ) -> None:
+        self._endpoints = endpoints
+        self._lock = lock
+        self._slots = slots
+        self._start_ready = start_ready
+        self.log_sources = log_sources
+        self.metrics = metrics
+        self.metric_sink = metric_sink
+        self.log_sink = log_sink
+        self._stop = stop
+        self.ping_interval_s = ping_interval_s
+        self.sample_interval_s = sample_interval_s
+        self._last_ping = self._last_sample = 0.0
+        self._loops: list[ControlLoop] = []
+
+    def start(self, monitor_interval_s: float) -> None:
         # The one never-die loop: a failing step is logged and counted, the loop that replaces dead
         # instances goes on.
-        self._upkeep_loops = [
-            ticker("endpoint-monitor", monitor_interval_s, self._monitor),
+        self._loops = [
+            ticker("endpoint-monitor", monitor_interval_s, self.monitor),
             ticker("endpoint-health", 1.0, self._health),
         ]
-        for loop in self._upkeep_loops:
+        for loop in self._loops:
             loop.start()
 
-    def stop_upkeep(self) -> None:
-        for loop in self._upkeep_loops:
+    def stop(self) -> None:
+        for loop in self._loops:
             loop.stop(timeout_s=5.0)
 
     def _active(self) -> list[tuple[Endpoint, Variant, Instance]]:
-        with self._lock:
-            endpoints = list(self.endpoints.values())
+        endpoints = self._endpoints()
         return [
             (ep, variant, instance)
             for ep in endpoints
@@ -70,22 +104,19 @@ class UpkeepMixin:
             if not instance.retired
         ]
 
-    def _monitor(self) -> None:
+    def monitor(self) -> None:
         for endpoint, variant, instance in self._active():
             code = instance.exit_code()
             if code is not None and not endpoint.cancelled.is_set():
                 self._lost(endpoint, variant, instance, f"Instance {instance.id} exited with code {code}")
-        with self._lock:
-            sources = list(self._log_sources)
         finished = []
-        for endpoint_name, instance in sources:
+        for endpoint_name, instance in self.log_sources.snapshot():
             done = instance.output_done() and instance.exit_code() is not None
             send_logs(self.log_sink, log_group(endpoint_name), instance.stream, instance.take_log_events())
             if done:
                 finished.append((endpoint_name, instance))
         if finished:
-            with self._lock:
-                self._log_sources = [s for s in self._log_sources if s not in finished]
+            self.log_sources.forget(finished)
         self.metrics.flush(self.metric_sink)
 
     def _lost(self, endpoint: Endpoint, variant: Variant, instance: Instance, why: str) -> None:
