@@ -5,7 +5,7 @@ lists. Every call is isolated — an exception is logged with its key and counte
 runs — and timed, so a slow or failing step shows up in the log and in ``stats`` instead of stopping
 the loop. ``wake()`` runs the next tick at once; ``stop()`` ends it cleanly. ``ticker`` is the common
 case of one step on a timer. Every background control loop in Kennel (autoscaling, endpoint upkeep,
-tuning) is one of these.
+tuning, the CloudWatch Logs writer) is one of these.
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class ControlLoop:
             self._thread = None
 
     def wake(self) -> None:
-        self._wake.set()
+        # is_set() first: Event.set() takes a lock, and producers on a hot path nudging every call convoy.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, LargeBinary, and_, cast, delete, func, select
 
 from kennel.cloud.services.logs import tables as t
 from kennel.cloud.store import Store
+from kennel.runtime.loop import ControlLoop
 
 log = logging.getLogger("kennel.logs")
 
@@ -56,19 +57,21 @@ class EventWriter:
         self._queue: deque[Queued] = deque(maxlen=max_queued)
         self._lock = threading.Lock()
         self._flush_lock = threading.RLock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._ids: dict[tuple[str, str], tuple[int, int]] = {}
-        self._thread: threading.Thread | None = None
+        self._next_retention = 0.0
+        # The one never-die loop: a failed batch or a busy database is logged and the writer goes on.
+        self._loop = ControlLoop(
+            lambda: ("flush", "retention"), self._step, interval_s=interval_s, clock=clock,
+            name="kennel-logs-writer",
+        )  # fmt: skip
 
     # ----- producers ----------------------------------------------------------------------------------
     def push(self, item: Queued) -> None:
         """The sink's hot path: one append, and a nudge to the writer when a lot is waiting."""
         queue = self._queue
         queue.append(item)
-        # is_set() first: Event.set() takes a lock, and 8 publishers setting it on every call convoy.
-        if len(queue) >= self.wake_at and not self._wake.is_set():
-            self._wake.set()
+        if len(queue) >= self.wake_at:
+            self._loop.wake()
 
     def add(self, group: str, stream: str, events: Iterable[tuple[int, int, str]], autocreate: bool) -> None:
         """Queue converted events; ``autocreate`` makes the group and stream when missing, otherwise
@@ -77,28 +80,18 @@ class EventWriter:
 
     # ----- the writer ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kennel-logs-writer", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop(timeout_s=10)
         self.flush()
 
-    def _run(self) -> None:
-        next_retention = 0.0
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            try:
-                self.flush()
-                if self.clock() >= next_retention:
-                    self.enforce_retention()
-                    next_retention = self.clock() + self.retention_every_s
-            except Exception:  # the loop must outlive a bad batch or a busy database
-                log.exception("logs writer step failed")
+    def _step(self, key: object, now: float) -> None:
+        if key == "flush":
+            self.flush()
+        elif now >= self._next_retention:
+            self.enforce_retention()
+            self._next_retention = self.clock() + self.retention_every_s
 
     def flush(self) -> None:
         """Persist everything queued so far; returns once it is committed."""
