@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from kennel.runtime.loop import ticker
 from kennel.runtime.telemetry import LogSink, MetricSink
 
 log = logging.getLogger("kennel.lambda.telemetry")
@@ -29,10 +30,8 @@ class Emitter:
         self._logs: dict[tuple[str, str], list[tuple[float, str]]] = {}
         self._metrics: list[tuple[str, dict[str, str], float, str, float]] = []
         self._flushed: list[threading.Event] = []
-        self._wake = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="lambda-telemetry", daemon=True)
-        self._thread.start()
+        self._loop = ticker("lambda-telemetry", batch_s, self._drain)  # the one never-die loop
+        self._loop.start()
 
     def log(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None:
         if events and self.logs is not None:
@@ -80,27 +79,23 @@ class Emitter:
         done = threading.Event()
         with self._lock:
             self._flushed.append(done)
-        self._wake.set()
+        self._loop.wake()
         return done.wait(timeout_s)
 
     def close(self) -> None:
-        self._stop = True
-        self._wake.set()
-        self._thread.join(timeout=5)
+        self._loop.stop(timeout_s=5)
+        self._drain()  # what was recorded after the last tick
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.batch_s)
-            self._wake.clear()
-            with self._lock:
-                streams, self._logs = self._logs, {}
-                metrics, self._metrics = self._metrics, []
-                flushed, self._flushed = self._flushed, []
+    def _drain(self) -> None:
+        with self._lock:
+            streams, self._logs = self._logs, {}
+            metrics, self._metrics = self._metrics, []
+            flushed, self._flushed = self._flushed, []
+        try:
             self._write(streams, metrics)
+        finally:
             for done in flushed:
                 done.set()
-            if self._stop:
-                return
 
     def _write(self, streams: dict, metrics: list) -> None:
         for name, dims, value, unit, stamp in metrics:
