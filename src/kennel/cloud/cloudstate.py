@@ -78,8 +78,8 @@ class Cloud:
 
     @property
     def alarms(self):
-        """The CloudWatch provider as the alarm book autoscaling evaluates each tick."""
-        return self.providers["cloudwatch"]
+        """The CloudWatch provider's alarm engine: the alarm book autoscaling evaluates each tick."""
+        return self.providers["cloudwatch"].alarms  # type: ignore[attr-defined]
 
     @property
     def endpoints(self):

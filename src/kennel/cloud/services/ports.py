@@ -18,6 +18,7 @@ from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.objectstore.store import ObjectStore
 from kennel.cloud.store import Store
+from kennel.runtime.autoscaling.alarms import AlarmStatus
 from kennel.runtime.sandbox import Sandbox
 from kennel.settings import Settings
 
@@ -58,8 +59,25 @@ class LogSinkPort(Protocol):
 
 
 class AlarmBook(Protocol):
-    def evaluate_alarms(self, now: float) -> None:
-        """Bring every metric alarm's state up to ``now`` (what drives scaling policies)."""
+    """CloudWatch's metric alarms as Application Auto Scaling uses them."""
+
+    def evaluate_alarms(self, now: float) -> list[str]:
+        """Bring every metric alarm's state up to ``now`` (what drives scaling policies); returns the
+        names of the alarms evaluated anew."""
+        ...
+
+    def put_managed_alarm(self, params: dict, managed_by: str, now: float) -> str:
+        """Create or replace a target-tracking alarm owned by the scaling policy ``managed_by``; its ARN."""
+        ...
+
+    def delete_managed_alarms(self, names: list[str]) -> None:
+        """Remove a scaling policy's alarms (those already gone are skipped)."""
+        ...
+
+    def alarm_status(self, name: str) -> AlarmStatus | None: ...
+
+    def alarms_acting_on(self, arn: str) -> list[AlarmStatus]:
+        """Alarms with actions enabled whose AlarmActions include ``arn`` (a step-scaling policy)."""
         ...
 
 

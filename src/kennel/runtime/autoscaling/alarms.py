@@ -103,6 +103,23 @@ class Evaluation:
         return _AGGREGATES[how](values) if values else None
 
 
+@dataclass(frozen=True)
+class AlarmStatus:
+    """An alarm as the autoscaler reads it: its state, the last evaluation, and a change counter.
+
+    It lives here, beside ``Evaluation``, so that the alarm book's port (``kennel.cloud.services.ports``)
+    and the autoscaler can name it without importing CloudWatch's provider package."""
+
+    name: str
+    state: str
+    threshold: float
+    comparison: str
+    actions_enabled: bool
+    alarm_actions: tuple[str, ...]
+    evaluation: Evaluation | None
+    version: int  # increases with every evaluation and every SetAlarmState
+
+
 def window_end(period_s: int, now: float, settle_s: float = 0.0) -> int:
     """The end of the newest complete period at ``now``."""
     return int(math.floor((now - settle_s) / period_s) * period_s)

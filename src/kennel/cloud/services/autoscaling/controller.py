@@ -237,7 +237,7 @@ class ControllerMixin:
     # ----- policies as the pure functions see them ------------------------------------------------------
     def _policies(self, rows: list) -> list[tuple[str, list]]:
         """(policy name, the alarm statuses it depends on) per policy row, in row order."""
-        metrics = self.cloud.metrics
+        metrics = self.cloud.alarms
         out = []
         for row in rows:
             if row.policy_type == "TargetTrackingScaling":

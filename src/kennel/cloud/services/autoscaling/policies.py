@@ -79,7 +79,7 @@ class PoliciesMixin:
         kept = {spec["AlarmName"] for spec in alarms}
         # The alarms are written first and in their own transactions (CloudWatch's store, not ours).
         refs = [
-            {"AlarmName": spec["AlarmName"], "AlarmARN": self.cloud.metrics.put_managed_alarm(spec, arn, now)}
+            {"AlarmName": spec["AlarmName"], "AlarmARN": self.cloud.alarms.put_managed_alarm(spec, arn, now)}
             for spec in alarms
         ]
         row = {
@@ -96,7 +96,7 @@ class PoliciesMixin:
         with self.cloud.store.write() as conn:
             conn.execute(delete(t.policies).where(t.policies.c.arn == arn))
             conn.execute(t.policies.insert().values(**row))
-        self.cloud.metrics.delete_managed_alarms(
+        self.cloud.alarms.delete_managed_alarms(
             [a["AlarmName"] for a in previous if a["AlarmName"] not in kept]
         )
         self.loop.wake()
@@ -173,7 +173,7 @@ class PoliciesMixin:
                     "AlarmName": s.name,
                     "AlarmARN": f"arn:aws:cloudwatch:{settings.region}:{settings.account_id}:alarm:{s.name}",
                 }
-                for s in self.cloud.metrics.alarms_acting_on(row.arn)
+                for s in self.cloud.alarms.alarms_acting_on(row.arn)
             ]
         return {
             "PolicyARN": row.arn,
@@ -197,7 +197,7 @@ class PoliciesMixin:
             if row is None:
                 raise ObjectNotFound(f"No scaling policy found for {key.describe()}, policy name: {name}")
             conn.execute(delete(t.policies).where(t.policies.c.arn == row.arn))
-        self.cloud.metrics.delete_managed_alarms([a["AlarmName"] for a in json.loads(row.alarms)])
+        self.cloud.alarms.delete_managed_alarms([a["AlarmName"] for a in json.loads(row.alarms)])
         return {}
 
 

@@ -134,7 +134,7 @@ class TargetsMixin:
             conn.execute(delete(t.policies).where(where_key(t.policies, key)))
             conn.execute(delete(t.scheduled).where(where_key(t.scheduled, key)))
             conn.execute(delete(t.targets).where(where_key(t.targets, key)))
-        self.cloud.metrics.delete_managed_alarms(alarms)
+        self.cloud.alarms.delete_managed_alarms(alarms)
         self.forget_target(key)
         self.variants.prepare(key.resource_id, False)
         return {}

@@ -1,5 +1,8 @@
-"""CloudWatch metric alarms: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, and
-``evaluate_alarms`` — the evaluation pass the autoscaler's loop runs each tick (no alarm history yet).
+"""CloudWatch metric alarms: ``AlarmEngine`` does the work of PutMetricAlarm, DescribeAlarms, DeleteAlarms
+and SetAlarmState (the provider's operations hand their parameters to it) and runs ``evaluate_alarms``,
+the evaluation pass the autoscaler's loop runs each tick (no alarm history yet). The CloudWatch provider
+builds the engine and owns it; the cloud's alarm-book port (``kennel.cloud.services.ports.AlarmBook``)
+is this engine.
 
 Evaluation is the pure ``kennel.runtime.autoscaling.alarms.evaluate`` over datapoints read from the
 recorder. Periods follow the cloud's time scale (a 60-second period lasts ``time_scale_s`` real seconds),
@@ -30,13 +33,14 @@ from typing import Any
 from sqlalchemy import Column, Float, String, Table, Text, delete, func, select
 
 from kennel.cloud.errors import error_class
-from kennel.cloud.services.base import Context
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as cw
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, evaluate
 from kennel.cloud.services.cloudwatch.metricdata import dimension_key
-from kennel.cloud.store import metadata
+from kennel.cloud.services.cloudwatch.recorder import MetricRecorder
+from kennel.cloud.store import Store, metadata
 from kennel.runtime.autoscaling import alarms as rules
+from kennel.runtime.autoscaling.alarms import AlarmStatus
 
 log = logging.getLogger("kennel.cloudwatch.alarms")
 
@@ -73,20 +77,6 @@ _ZERO_WHEN_IDLE = {
 DESCRIBE_PAGE = 50
 
 
-@dataclass(frozen=True)
-class AlarmStatus:
-    """An alarm as the autoscaler reads it: its state, the last evaluation, and a change counter."""
-
-    name: str
-    state: str
-    threshold: float
-    comparison: str
-    actions_enabled: bool
-    alarm_actions: tuple[str, ...]
-    evaluation: rules.Evaluation | None
-    version: int  # increases with every evaluation and every SetAlarmState
-
-
 @dataclass
 class _Alarm:
     name: str
@@ -116,36 +106,42 @@ class _Alarm:
 _COLUMNS = tuple(c.name for c in alarms_table.columns)
 
 
-class AlarmsMixin:
-    cloud: Any
-    recorder: Any
+class AlarmEngine:
+    """The account's metric alarms: their table, an in-memory copy of it, and their evaluation.
 
-    # ----- in-memory view of the table ------------------------------------------------------------------
-    def _alarm_cache(self) -> dict[str, _Alarm]:
-        cache = self.__dict__.get("_alarms")
-        if cache is None:
-            with _INIT_LOCK:
-                cache = self.__dict__.get("_alarms")
-                if cache is None:
-                    with self.cloud.store.read() as conn:
-                        rows = conn.execute(select(alarms_table)).all()
-                    cache = {r.name: _Alarm.from_row(r) for r in rows}
-                    self.__dict__["_alarm_lock"] = threading.RLock()
-                    self.__dict__["_alarms"] = cache
-        return cache
+    The CloudWatch provider owns one and hands its operations here; Application Auto Scaling reaches it
+    through the cloud's alarm-book port (managed alarms, the statuses it decides on, ``evaluate_alarms``
+    each tick). Every read and change of the cache happens under ``_lock``; the slow part of an
+    evaluation (reading datapoints) does not, so a tick never holds up PutMetricAlarm.
+    """
 
-    @property
-    def _lock_alarms(self) -> threading.RLock:
-        self._alarm_cache()
-        return self.__dict__["_alarm_lock"]
+    def __init__(
+        self,
+        store: Store,
+        recorder: MetricRecorder,
+        *,
+        region: str,
+        account_id: str,
+        time_scale_s: float,
+    ) -> None:
+        self._store = store
+        self._recorder = recorder
+        self._arn_prefix = f"arn:aws:cloudwatch:{region}:{account_id}:alarm:"
+        self._time_scale_s = time_scale_s
+        # Re-entrant: _transition writes the table while a caller already holds the lock.
+        self._lock = threading.RLock()
+        # Only this engine writes cw_alarms, so the table is read once, here, and then kept in step.
+        with store.read() as conn:
+            rows = conn.execute(select(alarms_table)).all()
+        self._alarms: dict[str, _Alarm] = {r.name: _Alarm.from_row(r) for r in rows}
 
     def _real_period(self, period: int) -> int:
-        return max(1, round(period * self.cloud.settings.time_scale_s / 60.0))
+        return max(1, round(period * self._time_scale_s / 60.0))
 
     # ----- PutMetricAlarm -------------------------------------------------------------------------------
-    def put_metric_alarm(self, params: dict, ctx: Context) -> dict:
-        self._store_alarm(params, ctx.now.timestamp(), managed_by=None)
-        return {}
+    def put_alarm(self, params: dict, now: float) -> None:
+        """PutMetricAlarm from a user: refused for an alarm a scaling policy manages."""
+        self._store_alarm(params, now, managed_by=None)
 
     def put_managed_alarm(self, params: dict, managed_by: str, now: float) -> str:
         """Create or replace an alarm on behalf of a scaling policy; returns its ARN."""
@@ -158,11 +154,9 @@ class AlarmsMixin:
         except rules.AlarmConfigError as exc:
             raise error_class(exc.code)(exc.message) from None
         name = params["AlarmName"]
-        settings = self.cloud.settings
-        arn = f"arn:aws:cloudwatch:{settings.region}:{settings.account_id}:alarm:{name}"
-        with self._lock_alarms:
-            cache = self._alarm_cache()
-            old = cache.get(name)
+        arn = self._arn_prefix + name
+        with self._lock:
+            old = self._alarms.get(name)
             if old is not None and old.managed_by and managed_by is None:
                 raise InvalidParameterValue(
                     f"Alarm {name} is managed by Application Auto Scaling for the target-tracking policy "
@@ -177,14 +171,15 @@ class AlarmsMixin:
                 )
                 alarm.evaluation, alarm.version, alarm.first_seen = None, old.version + 1, {}
             row = alarm.row()
-            with self.cloud.store.write(bump=False) as conn:
+            with self._store.write(bump=False) as conn:
                 conn.execute(delete(alarms_table).where(alarms_table.c.name == name))
                 conn.execute(alarms_table.insert().values(**row))
-            cache[name] = alarm
+            self._alarms[name] = alarm
         return arn
 
     # ----- DescribeAlarms -------------------------------------------------------------------------------
-    def describe_alarms(self, params: dict, ctx: Context) -> dict:
+    def describe(self, params: dict) -> dict:
+        """DescribeAlarms' response for its parameters."""
         if params.get("AlarmNames") and params.get("AlarmNamePrefix"):
             raise InvalidParameterCombination("AlarmNames and AlarmNamePrefix cannot be specified together.")
         types = params.get("AlarmTypes")
@@ -195,8 +190,8 @@ class AlarmsMixin:
         state, action_prefix = params.get("StateValue"), params.get("ActionPrefix")
         after = _decode(params["NextToken"]) if params.get("NextToken") else None
         limit = params.get("MaxRecords") or DESCRIBE_PAGE
-        with self._lock_alarms:
-            alarms = sorted(self._alarm_cache().values(), key=lambda a: a.name)
+        with self._lock:
+            alarms = sorted(self._alarms.values(), key=lambda a: a.name)
         picked = [
             a
             for a in alarms
@@ -212,32 +207,33 @@ class AlarmsMixin:
         return out
 
     # ----- DeleteAlarms ---------------------------------------------------------------------------------
-    def delete_alarms(self, params: dict, ctx: Context) -> dict:
-        names = list(dict.fromkeys(params["AlarmNames"]))
-        with self._lock_alarms:
-            missing = [n for n in names if n not in self._alarm_cache()]
+    def delete(self, names: list[str]) -> None:
+        """DeleteAlarms: all of them, or none when one does not exist."""
+        names = list(dict.fromkeys(names))
+        with self._lock:
+            missing = [n for n in names if n not in self._alarms]
             if missing:
                 raise ResourceNotFound(
                     f"{len(missing)}/{len(names)} alarms not found: [{', '.join(missing)}]"
                 )
             self._drop(names)
-        return {}
 
     def delete_managed_alarms(self, names: list[str]) -> None:
         """Remove the alarms of a deleted scaling policy (those already gone are skipped)."""
-        with self._lock_alarms:
-            self._drop([n for n in names if n in self._alarm_cache()])
+        with self._lock:
+            self._drop([n for n in names if n in self._alarms])
 
     def _drop(self, names: list[str]) -> None:
         if not names:
             return
-        with self.cloud.store.write(bump=False) as conn:
+        with self._store.write(bump=False) as conn:
             conn.execute(delete(alarms_table).where(alarms_table.c.name.in_(names)))
         for name in names:
-            self._alarm_cache().pop(name, None)
+            self._alarms.pop(name, None)
 
     # ----- SetAlarmState --------------------------------------------------------------------------------
-    def set_alarm_state(self, params: dict, ctx: Context) -> dict:
+    def set_state(self, params: dict, now: float) -> None:
+        """SetAlarmState for its parameters."""
         name, state = params["AlarmName"], params["StateValue"]
         data = params.get("StateReasonData")
         if data is not None:
@@ -245,28 +241,27 @@ class AlarmsMixin:
                 json.loads(data)
             except ValueError:
                 raise InvalidFormat("StateReasonData is not valid JSON.") from None
-        with self._lock_alarms:
-            alarm = self._alarm_cache().get(name)
+        with self._lock:
+            alarm = self._alarms.get(name)
             if alarm is None:
                 raise ResourceNotFound(f"Alarm {name} not found")
             # Until the next evaluation, as in AWS: the state then follows the data again.
-            self._transition(alarm, state, params["StateReason"], data, ctx.now.timestamp())
+            self._transition(alarm, state, params["StateReason"], data, now)
             alarm.version += 1
-        return {}
 
     def _transition(self, alarm: _Alarm, state: str, reason: str, data: str | None, now: float) -> None:
         if state != alarm.state:
             alarm.transitioned = now
         alarm.state, alarm.reason, alarm.reason_data, alarm.state_updated = state, reason, data, now
-        with self.cloud.store.write(bump=False) as conn:
+        with self._store.write(bump=False) as conn:
             conn.execute(alarms_table.update().where(alarms_table.c.name == alarm.name).values(**alarm.row()))
 
     # ----- evaluation -----------------------------------------------------------------------------------
     def evaluate_alarms(self, now: float | None = None) -> list[str]:
         """Evaluate every alarm whose newest complete period has advanced; returns their names."""
         now = time.time() if now is None else now
-        with self._lock_alarms:
-            alarms = list(self._alarm_cache().values())
+        with self._lock:
+            alarms = list(self._alarms.values())
         done = []
         for alarm in alarms:
             try:
@@ -287,8 +282,8 @@ class AlarmsMixin:
         start = end - period * rule.evaluation_periods
         points = self._datapoints(alarm, start, end, period)
         result = rules.evaluate(rule, points, now, alarm.state, settle)
-        with self._lock_alarms:
-            if self._alarm_cache().get(alarm.name) is not alarm:
+        with self._lock:
+            if self._alarms.get(alarm.name) is not alarm:
                 return False  # replaced or deleted while we read
             alarm.evaluated_end, alarm.evaluation = end, result
             alarm.version += 1
@@ -340,10 +335,10 @@ class AlarmsMixin:
         self, alarm: _Alarm, metric: dict, stat: str, unit: str | None, start: int, end: int, period: int
     ) -> dict[int, float]:
         key = (metric["Namespace"], metric["MetricName"], dimension_key(metric.get("Dimensions")))
-        metric_id = self.recorder.find(key)
+        metric_id = self._recorder.find(key)
         if metric_id is None:
             return {}
-        found = self.recorder.periods(
+        found = self._recorder.periods(
             metric_id, start, end, period, unit, agg.parse_percentile(stat) is not None
         )
         merged: dict[int, agg.Bucket] = {}
@@ -356,7 +351,7 @@ class AlarmsMixin:
         if (key[0], key[1]) in _ZERO_WHEN_IDLE and stat in ("Sum", "SampleCount"):
             first = alarm.first_seen.get(metric_id)
             if first is None:
-                with self.cloud.store.read() as conn:
+                with self._store.read() as conn:
                     first = conn.execute(
                         select(func.min(cw.buckets.c.ts)).where(cw.buckets.c.metric_id == metric_id)
                     ).scalar()
@@ -370,21 +365,18 @@ class AlarmsMixin:
 
     # ----- what the autoscaler reads --------------------------------------------------------------------
     def alarm_status(self, name: str) -> AlarmStatus | None:
-        with self._lock_alarms:
-            alarm = self._alarm_cache().get(name)
+        with self._lock:
+            alarm = self._alarms.get(name)
             return None if alarm is None else _status(alarm)
 
     def alarms_acting_on(self, arn: str) -> list[AlarmStatus]:
         """Alarms with actions enabled whose AlarmActions include ``arn`` (a step-scaling policy)."""
-        with self._lock_alarms:
+        with self._lock:
             return [
                 _status(a)
-                for a in self._alarm_cache().values()
+                for a in self._alarms.values()
                 if a.config.get("ActionsEnabled", True) and arn in (a.config.get("AlarmActions") or [])
             ]
-
-
-_INIT_LOCK = threading.Lock()
 
 
 def _status(alarm: _Alarm) -> AlarmStatus:

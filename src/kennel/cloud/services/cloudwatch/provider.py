@@ -1,5 +1,6 @@
 """CloudWatch metrics: PutMetricData, GetMetricStatistics, ListMetrics here; GetMetricData in
-``metricdata.py``; buckets and persistence in ``recorder.py``.
+``metricdata.py``; buckets and persistence in ``recorder.py``. The alarm operations are here too, as
+thin hand-overs to the provider's ``AlarmEngine`` (``alarms.py``), which also serves autoscaling.
 
 The provider is also the cloud's ``MetricSink``: ``put`` folds a value into an in-memory 1-second bucket
 and never raises into the endpoint or function that publishes. Metric APIs have no resource-level
@@ -23,7 +24,7 @@ from kennel.cloud.errors import error_class
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
-from kennel.cloud.services.cloudwatch.alarms import AlarmsMixin
+from kennel.cloud.services.cloudwatch.alarms import AlarmEngine
 from kennel.cloud.services.cloudwatch.metricdata import (
     InvalidNextToken,
     InvalidParameterCombination,
@@ -52,13 +53,21 @@ RECENTLY_ACTIVE_S = 3 * 3600
 _LARGEST, _SMALLEST = 2.0**360, 2.0**-260
 
 
-class CloudWatchProvider(AlarmsMixin, MetricDataMixin, Provider):
+class CloudWatchProvider(MetricDataMixin, Provider):
     service = "cloudwatch"
 
     def __init__(self, cloud, *, clock=time.time) -> None:
         super().__init__(cloud)
         self.clock = clock
         self.recorder = MetricRecorder(cloud.store, clock)
+        settings = cloud.settings
+        self.alarms = AlarmEngine(
+            cloud.store,
+            self.recorder,
+            region=settings.region,
+            account_id=settings.account_id,
+            time_scale_s=settings.time_scale_s,
+        )
         self._enqueue = self.recorder.queue.append
         self._sink_errors = 0
 
@@ -90,6 +99,22 @@ class CloudWatchProvider(AlarmsMixin, MetricDataMixin, Provider):
             self._sink_errors += 1
             if self._sink_errors == 1:
                 log.exception("dropping metric %s/%s", namespace, name)
+
+    # ----- alarms: the operations are dispatched by name, so they stay here and hand over -------------
+    def put_metric_alarm(self, params: dict, ctx: Context) -> dict:
+        self.alarms.put_alarm(params, ctx.now.timestamp())
+        return {}
+
+    def describe_alarms(self, params: dict, ctx: Context) -> dict:
+        return self.alarms.describe(params)
+
+    def delete_alarms(self, params: dict, ctx: Context) -> dict:
+        self.alarms.delete(params["AlarmNames"])
+        return {}
+
+    def set_alarm_state(self, params: dict, ctx: Context) -> dict:
+        self.alarms.set_state(params, ctx.now.timestamp())
+        return {}
 
     # ----- PutMetricData ------------------------------------------------------------------------------
     def put_metric_data(self, params: dict, ctx: Context) -> dict:
