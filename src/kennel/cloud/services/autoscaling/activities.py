@@ -7,11 +7,15 @@ are recorded as Failed activities with NotScaledReasons, shown only with Include
 a repeat of the previous not-scaled record (same reasons, same cause) is not written again, so an
 endpoint held at its maximum leaves one record per episode instead of one per minute. History older
 than six weeks is dropped, as in AWS.
+
+``ActivitiesMixin`` is the provider's DescribeScalingActivities; ``ActivityLog`` writes the activities and
+is handed to the ``ScalingController`` (the only writer), so the controller needs no provider to record.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -20,6 +24,7 @@ from kennel.cloud.services.autoscaling import tables as t
 from kennel.cloud.services.autoscaling.common import Key, key_filter, new_id, page, when
 from kennel.cloud.services.autoscaling.targets import where_key
 from kennel.cloud.services.base import Context
+from kennel.cloud.store import Store
 from kennel.runtime.autoscaling.policy import NotScaled
 
 ACTIVITIES_PAGE = 50
@@ -29,7 +34,6 @@ OPEN = ("Pending", "InProgress")
 
 class ActivitiesMixin:
     cloud: Any
-    clock: Any
 
     def describe_scaling_activities(self, params: dict, ctx: Context) -> dict:
         namespace, resource_id, dimension = key_filter(params)
@@ -49,10 +53,19 @@ class ActivitiesMixin:
             out["NextToken"] = token
         return out
 
-    def start_activity(self, key: Key, description: str, cause: str, capacity: int | None) -> str:
+
+class ActivityLog:
+    """The scaling activities table as the controller writes it, stamped with the provider's clock."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def start(self, key: Key, description: str, cause: str, capacity: int | None) -> str:
+        """A new Pending activity; returns its id."""
         activity_id = new_id()
-        now = self.clock()
-        with self.cloud.store.write(bump=False) as conn:
+        now = self._clock()
+        with self._store.write(bump=False) as conn:
             conn.execute(
                 t.activities.insert().values(
                     activity_id=activity_id,
@@ -69,24 +82,25 @@ class ActivitiesMixin:
             conn.execute(delete(t.activities).where(t.activities.c.start < now - KEPT_S))
         return activity_id
 
-    def finish_activity(self, activity_id: str, status: str, message: str | None = None) -> None:
+    def finish(self, activity_id: str, status: str, message: str | None = None) -> None:
+        """Move an activity on: InProgress, or an end status (which stamps its end time)."""
         values: dict[str, Any] = {"status": status, "status_message": message}
         if status not in OPEN:
-            values["end"] = self.clock()
-        with self.cloud.store.write(bump=False) as conn:
+            values["end"] = self._clock()
+        with self._store.write(bump=False) as conn:
             conn.execute(
                 t.activities.update().where(t.activities.c.activity_id == activity_id).values(**values)
             )
 
     def record_done(self, key: Key, description: str, cause: str, message: str) -> None:
         """An activity that completed as it was made (a scheduled change of the bounds)."""
-        self.finish_activity(self.start_activity(key, description, cause, None), "Successful", message)
+        self.finish(self.start(key, description, cause, None), "Successful", message)
 
     def record_not_scaled(self, key: Key, cause: str, reasons: tuple[NotScaled, ...]) -> bool:
         """Write a not-scaled activity unless it repeats the previous one; returns whether it wrote."""
         encoded = json.dumps([_reason(r) for r in reasons])
         c = t.activities.c
-        with self.cloud.store.write(bump=False) as conn:
+        with self._store.write(bump=False) as conn:
             last = conn.execute(
                 select(c.not_scaled, c.cause)
                 .where(where_key(t.activities, key))
@@ -95,7 +109,7 @@ class ActivitiesMixin:
             ).first()
             if last is not None and last.not_scaled == encoded and last.cause == cause:
                 return False
-            now = self.clock()
+            now = self._clock()
             conn.execute(
                 t.activities.insert().values(
                     activity_id=new_id(),
@@ -112,9 +126,10 @@ class ActivitiesMixin:
             )
         return True
 
-    def open_activities(self, key: Key) -> list:
+    def in_flight(self, key: Key) -> list:
+        """The target's Pending and InProgress activities, oldest first."""
         c = t.activities.c
-        with self.cloud.store.read() as conn:
+        with self._store.read() as conn:
             return conn.execute(
                 select(t.activities).where(where_key(t.activities, key), c.status.in_(OPEN)).order_by(c.seq)
             ).all()

@@ -12,6 +12,10 @@ Order within a step:
 
 All durations a user gives in seconds (cooldowns) and every simulated period shrink with the cloud's time
 scale: ``time_factor`` is real seconds per simulated second.
+
+The provider builds one ``ScalingController`` and its ``ControlLoop`` calls it: ``prepare`` once per tick
+(CloudWatch evaluates its alarms), then ``step_target`` for every key ``scalable_keys`` lists. What the
+controller remembers between ticks (alarm versions seen, missing variants, why bounds changed) is its own.
 """
 
 from __future__ import annotations
@@ -19,57 +23,70 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy import select
 
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.autoscaling import tables as t
+from kennel.cloud.services.autoscaling.activities import ActivityLog
 from kennel.cloud.services.autoscaling.common import Key
 from kennel.cloud.services.autoscaling.targets import where_key
+from kennel.cloud.services.ports import AlarmBook
+from kennel.cloud.store import Store
 from kennel.runtime.autoscaling import policy as p
-from kennel.runtime.autoscaling.alarms import ALARM, INSUFFICIENT_DATA
-from kennel.runtime.autoscaling.loop import Capacity
+from kennel.runtime.autoscaling.alarms import ALARM, INSUFFICIENT_DATA, AlarmStatus
+from kennel.runtime.autoscaling.loop import Capacity, ScalableResource
 from kennel.runtime.autoscaling.schedule import ScheduleError, due, parse, zone
 
 log = logging.getLogger("kennel.autoscaling")
 
 
-class ControllerMixin:
-    cloud: Any
-    variants: Any
-    time_factor: float
-    start_activity: Any
-    finish_activity: Any
-    record_done: Any
-    record_not_scaled: Any
-    open_activities: Any
+class ScalingController:
+    """The autoscaler's decisions for every scalable target, one ``step_target`` at a time."""
 
-    def init_controller(self) -> None:
+    def __init__(
+        self,
+        store: Store,
+        variants: ScalableResource,
+        alarms: AlarmBook,
+        activities: ActivityLog,
+        *,
+        time_factor: float,
+    ) -> None:
+        self._store = store
+        self._variants = variants
+        self._alarms = alarms
+        self._activities = activities
+        self._time_factor = time_factor  # real seconds per simulated second
         self._seen: dict[Key, dict[str, int]] = {}  # alarm versions each target last decided on
         self._missing: set[Key] = set()  # targets whose variant is gone (warned once)
         self._bounds_cause: dict[Key, str] = {}  # why the bounds changed, for the activity that follows
 
+    def prepare(self, now: float) -> None:
+        """Each tick starts with the alarms brought up to date: they are what the policies decide on."""
+        self._alarms.evaluate_alarms(now)
+
     def scalable_keys(self) -> list[Key]:
-        with self.cloud.store.read() as conn:
+        with self._store.read() as conn:
             rows = conn.execute(
                 select(t.targets.c.namespace, t.targets.c.resource_id, t.targets.c.dimension)
             ).all()
         return [Key(*row) for row in rows]
 
     def forget_target(self, key: Key) -> None:
+        """Drop what is kept in memory for a deregistered target (a new registration starts afresh)."""
         self._seen.pop(key, None)
         self._missing.discard(key)
         self._bounds_cause.pop(key, None)
 
     def step_target(self, key: Key, now: float) -> None:
-        with self.cloud.store.read() as conn:
+        with self._store.read() as conn:
             target = conn.execute(select(t.targets).where(where_key(t.targets, key))).first()
             policies = conn.execute(select(t.policies).where(where_key(t.policies, key))).all()
             actions = conn.execute(select(t.scheduled).where(where_key(t.scheduled, key))).all()
         if target is None:
             return
-        capacity = self.variants.capacity(key.resource_id)
+        capacity = self._variants.capacity(key.resource_id)
         if capacity is None:
             if key not in self._missing:
                 log.warning(
@@ -82,7 +99,7 @@ class ControllerMixin:
         suspended = json.loads(target.suspended)
         bounds = p.Bounds(target.min_capacity, target.max_capacity)
         if not capacity.updating:
-            self.variants.prepare(key.resource_id, capacity.desired < bounds.max and bool(policies))
+            self._variants.prepare(key.resource_id, capacity.desired < bounds.max and bool(policies))
         if not suspended.get("ScheduledScalingSuspended"):
             bounds = self._run_schedules(key, actions, bounds, capacity, now)
         built = self._policies(policies)
@@ -94,7 +111,9 @@ class ControllerMixin:
             firing = next((s for s in statuses if s.state == ALARM), None)
             if fresh and not busy and firing is not None:
                 policy = next(name for name, group in built if firing in group)
-                self.record_not_scaled(key, _cause(firing.name, policy), (p.NotScaled(p.UNSCALABLE),))
+                self._activities.record_not_scaled(
+                    key, _cause(firing.name, policy), (p.NotScaled(p.UNSCALABLE),)
+                )
             return
         inside = bounds.clamp(capacity.desired)
         if inside != capacity.desired:
@@ -121,14 +140,14 @@ class ControllerMixin:
         decision = p.decide(ctx)
         if decision.capacity is not None and decision.cause is not None:
             if self._scale(key, decision.capacity, _cause(decision.cause.alarm, decision.cause.policy)):
-                with self.cloud.store.write(bump=False) as conn:
+                with self._store.write(bump=False) as conn:
                     conn.execute(
                         t.targets.update()
                         .where(where_key(t.targets, key))
                         .values(cooldowns=json.dumps(asdict(decision.cooldowns)))
                     )
         elif decision.not_scaled and decision.cause is not None:
-            self.record_not_scaled(
+            self._activities.record_not_scaled(
                 key, _cause(decision.cause.alarm, decision.cause.policy), decision.not_scaled
             )
         elif decision.note:
@@ -137,9 +156,9 @@ class ControllerMixin:
     # ----- activities in flight ---------------------------------------------------------------------------
     def _settle(self, key: Key, capacity: Capacity) -> bool:
         """Close finished activities; returns whether one is still in progress."""
-        open_ = self.open_activities(key)
+        open_ = self._activities.in_flight(key)
         for older in open_[:-1]:
-            self.finish_activity(
+            self._activities.finish(
                 older.activity_id, "Overridden", "The desired capacity was updated by a newer scaling event."
             )
         if not open_:
@@ -149,7 +168,7 @@ class ControllerMixin:
             return True
         wanted = newest.capacity
         if capacity.desired == wanted and capacity.current >= wanted:
-            self.finish_activity(
+            self._activities.finish(
                 newest.activity_id,
                 "Successful",
                 f"Successfully set desired instance count to {wanted}. "
@@ -160,7 +179,7 @@ class ControllerMixin:
                 capacity.failure
                 or f"the variant has {capacity.current} of {capacity.desired} instances serving"
             )
-            self.finish_activity(
+            self._activities.finish(
                 newest.activity_id,
                 "Unfulfilled",
                 f"Failed to set desired instance count to {wanted}. Reason: {detail}",
@@ -168,20 +187,20 @@ class ControllerMixin:
         return False
 
     def _scale(self, key: Key, count: int, cause: str) -> bool:
-        activity = self.start_activity(key, f"Setting desired instance count to {count}.", cause, count)
+        activity = self._activities.start(key, f"Setting desired instance count to {count}.", cause, count)
         try:
-            self.variants.set_desired_capacity(key.resource_id, count)
+            self._variants.set_desired_capacity(key.resource_id, count)
         except AwsError as exc:
-            self.finish_activity(
+            self._activities.finish(
                 activity, "Failed", f"Failed to set desired instance count to {count}. Reason: {exc.message}"
             )
             return False
         except Exception as exc:
-            self.finish_activity(
+            self._activities.finish(
                 activity, "Failed", f"Failed to set desired instance count to {count}. Reason: {exc}"
             )
             raise
-        self.finish_activity(activity, "InProgress")
+        self._activities.finish(activity, "InProgress")
         log.info("scalable target %s: desired instance count %d (%s)", key.resource_id, count, cause)
         return True
 
@@ -202,7 +221,7 @@ class ControllerMixin:
                 created=action.created,
                 start=action.start,
                 end=action.end,
-                time_factor=self.time_factor,
+                time_factor=self._time_factor,
             ):
                 continue
             cause = f"scheduled action name {action.name} was triggered"
@@ -214,10 +233,12 @@ class ControllerMixin:
                     max_capacity=action.max_capacity,
                 )
             except ValueError as exc:
-                activity = self.start_activity(key, "Setting min and max capacity", cause, None)
-                self.finish_activity(activity, "Failed", f"Failed to set min and max capacity. Reason: {exc}")
+                activity = self._activities.start(key, "Setting min and max capacity", cause, None)
+                self._activities.finish(
+                    activity, "Failed", f"Failed to set min and max capacity. Reason: {exc}"
+                )
                 change = None
-            with self.cloud.store.write(bump=False) as conn:
+            with self._store.write(bump=False) as conn:
                 conn.execute(t.scheduled.update().where(t.scheduled.c.arn == action.arn).values(last_run=now))
                 if change is not None:
                     conn.execute(
@@ -229,27 +250,26 @@ class ControllerMixin:
                 continue
             bounds = change.bounds
             text = f"min capacity to {bounds.min} and max capacity to {bounds.max}"
-            self.record_done(key, f"Setting {text}", cause, f"Successfully set {text}")
+            self._activities.record_done(key, f"Setting {text}", cause, f"Successfully set {text}")
             if change.capacity is not None:
                 self._bounds_cause[key] = cause
         return bounds
 
     # ----- policies as the pure functions see them ------------------------------------------------------
-    def _policies(self, rows: list) -> list[tuple[str, list]]:
+    def _policies(self, rows: list) -> list[tuple[str, list[AlarmStatus]]]:
         """(policy name, the alarm statuses it depends on) per policy row, in row order."""
-        metrics = self.cloud.alarms
         out = []
         for row in rows:
             if row.policy_type == "TargetTrackingScaling":
-                found = [metrics.alarm_status(a["AlarmName"]) for a in json.loads(row.alarms)]
+                found = [self._alarms.alarm_status(a["AlarmName"]) for a in json.loads(row.alarms)]
                 out.append((row.name, [s for s in found if s is not None]))
             else:
-                out.append((row.name, metrics.alarms_acting_on(row.arn)))
+                out.append((row.name, self._alarms.alarms_acting_on(row.arn)))
         return out
 
-    def _runtime_policy(self, row, statuses: list) -> list[p.Policy]:
+    def _runtime_policy(self, row, statuses: list[AlarmStatus]) -> list[p.Policy]:
         config = json.loads(row.config)
-        factor = self.time_factor
+        factor = self._time_factor
         if row.policy_type == "TargetTrackingScaling":
             high = next((s for s in statuses if "-AlarmHigh-" in s.name), None)
             low = next((s for s in statuses if "-AlarmLow-" in s.name), None)

@@ -1,7 +1,8 @@
 """The Application Auto Scaling provider (``application-autoscaling``, JSON 1.1, AnyScaleFrontendService).
 
-Operations live in mixins by resource: targets, policies, scheduled actions, activities; ``controller.py``
-is the per-target step of the control loop (``kennel.runtime.autoscaling.loop``), which starts with the
+Operations live in mixins by resource: targets, policies, scheduled actions, activities. The provider
+owns the ``ScalingController`` (``controller.py``, the per-target step of the control loop of
+``kennel.runtime.autoscaling.loop``) and the ``ActivityLog`` it records through; the loop starts with the
 provider and stops with it. Each tick first has CloudWatch evaluate its alarms, then steps every target.
 
 Kennel scales SageMaker endpoint variants (``sagemaker:variant:DesiredInstanceCount``) and acts on them
@@ -13,38 +14,42 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from kennel.cloud.services.autoscaling.activities import ActivitiesMixin
-from kennel.cloud.services.autoscaling.controller import ControllerMixin
+from kennel.cloud.services.autoscaling.activities import ActivitiesMixin, ActivityLog
+from kennel.cloud.services.autoscaling.common import Key
+from kennel.cloud.services.autoscaling.controller import ScalingController
 from kennel.cloud.services.autoscaling.policies import PoliciesMixin
 from kennel.cloud.services.autoscaling.sagemaker import SageMakerVariants
 from kennel.cloud.services.autoscaling.scheduled import ScheduledMixin
 from kennel.cloud.services.autoscaling.targets import TargetsMixin
 from kennel.cloud.services.base import Context, Provider
+from kennel.cloud.services.ports import ProviderDeps
 from kennel.runtime.loop import ControlLoop
 
 log = logging.getLogger("kennel.autoscaling")
 
 
-class ApplicationAutoScalingProvider(
-    ControllerMixin, TargetsMixin, PoliciesMixin, ScheduledMixin, ActivitiesMixin, Provider
-):
+class ApplicationAutoScalingProvider(TargetsMixin, PoliciesMixin, ScheduledMixin, ActivitiesMixin, Provider):
     service = "application-autoscaling"
 
-    def __init__(self, cloud, *, clock=time.time) -> None:
+    def __init__(self, cloud: ProviderDeps, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(cloud)
-        self.clock = clock
         self.variants = SageMakerVariants(cloud)
         scale = cloud.settings.time_scale_s
-        self.time_factor = scale / 60.0
-        self.init_controller()
+        self.activities = ActivityLog(cloud.store, clock)
+        # CloudWatch comes before this provider in the registry's start-up order, so its alarm book
+        # exists by now.
+        self.controller = ScalingController(
+            cloud.store, self.variants, cloud.alarms, self.activities, time_factor=scale / 60.0
+        )
         # A tick every eighth of a simulated minute (at most a second): decisions follow a completed
         # period quickly, and activities see their endpoint become InService within a tick.
         self.loop = ControlLoop(
-            self.scalable_keys,
-            self.step_target,
+            self.controller.scalable_keys,
+            self.controller.step_target,
             interval_s=min(1.0, max(0.1, scale / 8)),
-            prepare=self._evaluate_alarms,
+            prepare=self.controller.prepare,
             clock=clock,
             name="kennel-autoscaler",
         )
@@ -52,8 +57,9 @@ class ApplicationAutoScalingProvider(
     def resource_arn(self, operation: str, params: dict, ctx: Context) -> str:
         return "*"
 
-    def _evaluate_alarms(self, now: float) -> None:
-        self.cloud.alarms.evaluate_alarms(now)
+    def forget_target(self, key: Key) -> None:
+        """A deregistered target: the controller drops what it remembers of it."""
+        self.controller.forget_target(key)
 
     def start(self) -> None:
         self.loop.start()

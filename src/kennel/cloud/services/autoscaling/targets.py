@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import and_, delete, select
@@ -37,7 +38,7 @@ class TargetsMixin:
     cloud: Any
     variants: Any
     loop: Any
-    forget_target: Any  # the controller's: drops what it keeps in memory for a target
+    forget_target: Callable[[Key], None]  # hands over to the controller, which remembers targets
 
     def target_row(self, conn, key: Key):
         return conn.execute(select(t.targets).where(where_key(t.targets, key))).first()
