@@ -27,6 +27,7 @@ from sqlalchemy import and_, bindparam, delete, func, literal, select, update
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
 from kennel.cloud.store import Store
+from kennel.runtime.loop import ControlLoop
 
 log = logging.getLogger("kennel.cloudwatch")
 
@@ -69,8 +70,12 @@ class MetricRecorder:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._ids: dict[MetricKey, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._next_rollup = 0.0
+        # The one never-die loop: a failed flush or roll-up is logged and persistence goes on.
+        self._loop = ControlLoop(
+            lambda: ("flush", "rollup"), self._step, interval_s=interval_s, clock=clock,
+            name="kennel-metrics-writer",
+        )  # fmt: skip
 
     # ----- producers ----------------------------------------------------------------------------------
     def record(self, metric: MetricKey, unit: str, second: int, value: float, count: float = 1.0) -> None:
@@ -93,25 +98,18 @@ class MetricRecorder:
 
     # ----- the background thread ----------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kennel-metrics-writer", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop(timeout_s=10)
         self.flush()
 
-    def _run(self) -> None:
-        next_rollup = 0.0
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.flush()
-                if self.clock() >= next_rollup:
-                    self.rollup()
-                    next_rollup = self.clock() + self.rollup_every_s
-            except Exception:  # one failed flush or roll-up must not end persistence for good
-                log.exception("metrics writer step failed")
+    def _step(self, key: object, now: float) -> None:
+        if key == "flush":
+            self.flush()
+        elif now >= self._next_rollup:
+            self.rollup()
+            self._next_rollup = self.clock() + self.rollup_every_s
 
     def flush(self) -> None:
         """Persist everything recorded so far; returns once it is committed."""
