@@ -379,12 +379,12 @@ def iam_generate_policy(
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="where data, model and plots go"),
-    epochs: int = typer.Option(6, help="training epochs"),
+    epochs: int | None = typer.Option(None, help="the training jobs' epochs (default 6; trials use 3)"),
     examples: Path = typer.Option(
         Path("examples/dog_breeds"), help="the seeds' Lambda function and least-privilege policy"
     ),
 ) -> None:
-    """Offline end to end: synthetic data → train → evaluate → plots → package → predict."""
+    """Offline, on a local cloud: data to S3 → tuning → training → endpoint → Lambda → IAM → autoscaling."""
     from kennel.demo.run import run_demo
 
     if not (examples / "lambda_function.py").is_file():

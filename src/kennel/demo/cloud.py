@@ -1,8 +1,10 @@
-"""The second half of ``make demo``: the trained model behind the real AWS APIs of a local cloud.
+"""``make demo`` on a local cloud, in the seeds' order and through the real AWS APIs only.
 
-Deploys the model as a SageMaker endpoint with two instances, invokes it through boto3, puts the
-seeds' Lambda function in front of it under least privilege, shows reserved concurrency throttling,
-and scales the endpoint with target tracking under a step load (plot: scaling timeline PNG).
+The dataset goes to S3; a hyperparameter tuning job picks the learning rate and batch size; training
+jobs on one instance and on two (one DDP job) train with the best of them; the one-instance job's model
+is deployed as a SageMaker endpoint with two instances and invoked through boto3; the seeds' Lambda
+function goes in front of it under least privilege; reserved concurrency throttles; and the endpoint
+scales with target tracking under a step load (plot: scaling timeline PNG).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from rich.console import Console
 
 from kennel.cloud import server
 from kennel.cloud.cloudstate import admin_credentials
-from kennel.demo import training
+from kennel.demo import training, tuning
 from kennel.demo.loadtest import Clients, StepLoad, step_load
+from kennel.demo.recipe import Recipe
 from kennel.demo.timeline import plot
 from kennel.settings import Settings
 from kennel.workflows import predict_image
@@ -88,7 +91,8 @@ def _invoke(fn, name: str, event: dict) -> tuple[dict, str | None]:
 def run_cloud_demo(
     workdir: Path,
     data: Path,
-    hyperparameters: dict[str, str],
+    recipe: Recipe,
+    epochs: int | None,
     image: Path,
     labels: list[str],
     examples: Path,
@@ -106,11 +110,19 @@ def run_cloud_demo(
             f"gateway {running.endpoint}, pid {running.pid}; caller "
             f"{clients('sts').get_caller_identity()['Arn']}"
         )
-        console.rule("3. the dataset to S3, then a SageMaker training job (ResNet-18, weights=None)")
+        console.rule("3. the dataset to S3")
         channel = training.prepare(clients, data, console)
-        job = training.train(clients, channel, hyperparameters, console, name="dog-breeds-resnet18")
+        console.rule(f"4. a hyperparameter tuning job ({recipe.max_trials} short trials, {recipe.name})")
+        best = tuning.tune(clients, channel, recipe, console, workdir / "output")
+        hyperparameters = recipe.training_hyperparameters(best, epochs)
+        console.rule(f"5. training jobs with the best hyperparameters: 1 instance, then 2 ({recipe.name})")
+        console.print(", ".join(f"{k} {v}" for k, v in hyperparameters.items()), highlight=False)
+        name = f"dog-breeds-{recipe.name}"
+        job = training.train(clients, channel, hyperparameters, console, name=name)
+        training.train(clients, channel, hyperparameters, console, name=f"{name}-2x", instances=2,
+                       distributed=True)  # fmt: skip
         archive = training.fetch_outputs(clients, job, workdir)
-        console.rule("4. predict one test image through the SageMaker handler (model.tar.gz from S3)")
+        console.rule("6. predict one test image through the SageMaker handler (model.tar.gz from S3)")
         for rank, row in enumerate(predict_image(archive, image, top_k=3), start=1):
             console.print(f"  {rank}. {row['label']:<28} {row['score']:.3f}")
         _endpoint_part(clients, job["ModelArtifacts"]["S3ModelArtifacts"], image, console)
@@ -123,7 +135,7 @@ def run_cloud_demo(
 
 def _endpoint_part(clients: Clients, model_data: str, image: Path, console: Console) -> None:
     console.rule(
-        "5. the training job's model_data as a SageMaker endpoint with 2 instances, invoked through boto3"
+        "7. the training job's model_data as a SageMaker endpoint with 2 instances, invoked through boto3"
     )
     seconds = _deploy(clients("sagemaker"), "dog-breeds", model_data, 2)
     described = clients("sagemaker").describe_endpoint(EndpointName="dog-breeds")
@@ -144,7 +156,7 @@ def _endpoint_part(clients: Clients, model_data: str, image: Path, console: Cons
 def _lambda_part(
     clients: Clients, image: Path, labels: list[str], console: Console, workdir: Path, examples: Path
 ) -> None:
-    console.rule("6. the seeds' Lambda function in front of the endpoint, then least privilege")
+    console.rule("8. the seeds' Lambda function in front of the endpoint, then least privilege")
     iam, fn = clients("iam"), clients("lambda")
     role_arn = _lambda_role(iam, "dog-breeds-lambda")
     package = _zip({"lambda_function.py": (examples / "lambda_function.py").read_text()})
@@ -177,7 +189,7 @@ def _lambda_part(
         f"{len(scores)} scores, top breed {labels[best]}"
     )
 
-    console.rule("7. reserved concurrency 5, 20 concurrent 1-second invocations")
+    console.rule("9. reserved concurrency 5, 20 concurrent 1-second invocations")
     fn.create_function(
         FunctionName="sleeper",
         Runtime="python3.11",
@@ -217,7 +229,7 @@ def _image_url(clients: Clients, image: Path) -> str:
 
 
 def _autoscaling_part(clients: Clients, settings: Settings, workdir: Path, console: Console) -> None:
-    console.rule("8. target-tracking autoscaling under a step load")
+    console.rule("10. target-tracking autoscaling under a step load")
     period_s = max(1, round(settings.time_scale_s))
     plan = StepLoad(rate=12.0, threads=4, target=10.0, max=3, hold_s=4.0)
     report = step_load(clients, "dog-breeds", plan, period_s, console)

@@ -8,10 +8,14 @@ from pathlib import Path
 from rich.console import Console
 
 from kennel.demo.cloud import run_cloud_demo
+from kennel.demo.recipe import RESNET18, Recipe
 from kennel.ml.data import scan_dataset
 
 
-def run_demo(workdir: Path, *, epochs: int, examples: Path, console: Console) -> None:
+def run_demo(
+    workdir: Path, *, epochs: int | None, examples: Path, console: Console, recipe: Recipe = RESNET18
+) -> None:
+    """``epochs``: the training jobs' (None: the recipe's); the tuning trials' are the recipe's."""
     from kennel.ml.synth import SynthSpec, generate
 
     started = time.perf_counter()
@@ -24,15 +28,11 @@ def run_demo(workdir: Path, *, epochs: int, examples: Path, console: Console) ->
 
     image = info.splits["test"].samples[0][0]
 
-    hyperparameters = {
-        "backbone": "resnet18", "freeze": "none", "image-size": "96", "epochs": str(epochs),
-        "batch-size": "32", "learning-rate": "0.002", "patience": "3", "num-workers": "0",
-    }  # fmt: skip
-    run_cloud_demo(workdir, data, hyperparameters, image, info.labels, examples, console)
+    run_cloud_demo(workdir, data, recipe, epochs, image, info.labels, examples, console)
     out = workdir / "output"
     console.rule("done")
     console.print(
-        f"plots: {out / 'training_curves.png'}, {out / 'confusion_matrix.png'}, "
+        f"plots: {out / 'tuning.png'}, {out / 'training_curves.png'}, {out / 'confusion_matrix.png'}, "
         f"{out / 'scaling_timeline.png'}; "
         f"report: {out / 'report.json'}; "
         f"total {time.perf_counter() - started:.0f} s"

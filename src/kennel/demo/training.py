@@ -1,10 +1,12 @@
-"""The demo's first cloud step, as the seeds did it: the dataset to S3, then a SageMaker training job
-that runs Kennel's trainer in script mode on a sandboxed "instance"; its model.tar.gz (Kennel's
-serving layout: weights, metadata, code/inference.py) is what the endpoint deploys, and its
-output.tar.gz carries the training curves and confusion matrix."""
+"""The demo's data and training steps, as the seeds did them: the dataset to S3, then SageMaker training
+jobs that run Kennel's trainer in script mode on sandboxed "instances" (one, or several as one DDP job);
+a job's model.tar.gz (Kennel's serving layout: weights, metadata, code/inference.py) is what the
+endpoint deploys, and its output.tar.gz carries the training curves and confusion matrix. The tuning
+job's trials (``kennel.demo.tuning``) use the same script, metrics and channel."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -21,6 +23,13 @@ BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"  # the SageMaker SDK's default bucket 
 ROLE = "DogBreedsSageMaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:1.4.0-cpu-py3"
 ENTRY = "from kennel.ml.train import main\n\nraise SystemExit(main())\n"
+# The lines kennel.ml.train prints, as the seeds' estimators declared them; "Validation Loss" is also
+# the tuning job's objective.
+METRICS = [
+    {"Name": "Train Loss", "Regex": r"Train Loss: ([0-9.]+)"},
+    {"Name": "Validation Loss", "Regex": r"Validation Loss: ([0-9.]+)"},
+    {"Name": "Test Accuracy", "Regex": r"Testing Accuracy: ([0-9.]+)"},
+]
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [
@@ -32,9 +41,12 @@ TRUST = {
 def prepare(clients: Clients, data: Path, console: Console) -> str:
     """The execution role and the default bucket; the dataset uploaded under dogImages/."""
     iam, s3 = clients("iam"), clients("s3")
-    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))
+    # Either may exist already when the cloud is shared (the integration tests run the steps too).
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))
     iam.attach_role_policy(RoleName=ROLE, PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess")
-    s3.create_bucket(Bucket=BUCKET)  # waits for SeaweedFS if it is still starting
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)  # waits for SeaweedFS if it is still starting
     files = sorted(p for p in data.rglob("*") if p.is_file())
     started = time.time()
     for path in files:
@@ -52,46 +64,63 @@ def _source() -> bytes:
     return buffer.getvalue()
 
 
+def upload_source(clients: Clients, prefix: str) -> dict[str, str]:
+    """The entry script as the SDK uploads it; returns the framework hyperparameters that name it."""
+    key = f"{prefix}/source/sourcedir.tar.gz"
+    clients("s3").put_object(Bucket=BUCKET, Key=key, Body=_source())
+    return {
+        "sagemaker_program": '"train_entry.py"',
+        "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/{key}"),
+    }
+
+
+def encode(hyperparameters: dict[str, str]) -> dict[str, str]:
+    """JSON-encoded values, as the SDK sends a framework estimator's hyperparameters."""
+    return {k: json.dumps(v) for k, v in hyperparameters.items()}
+
+
+def algorithm() -> dict:
+    """AlgorithmSpecification shared by the training jobs and the tuning job's trials."""
+    return {"TrainingImage": IMAGE, "TrainingInputMode": "File", "MetricDefinitions": METRICS}
+
+
+def channel_config(channel: str) -> list[dict]:
+    source = {"S3DataType": "S3Prefix", "S3Uri": channel, "S3DataDistributionType": "FullyReplicated"}
+    return [{"ChannelName": "training", "DataSource": {"S3DataSource": source}}]
+
+
 def train(clients: Clients, channel: str, hyperparameters: dict[str, str], console: Console, *,
-          name: str, instances: int = 1) -> dict:  # fmt: skip
-    """One training job, followed with a progress line and its log; returns DescribeTrainingJob."""
-    sm, s3, logs = clients("sagemaker"), clients("s3"), clients("logs")
-    key = f"{name}/source/sourcedir.tar.gz"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=_source())
-    hps = {k: json.dumps(v) for k, v in hyperparameters.items()}
-    hps.update(
-        sagemaker_program='"train_entry.py"', sagemaker_submit_directory=json.dumps(f"s3://{BUCKET}/{key}")
-    )
+          name: str, instances: int = 1, distributed: bool = False) -> dict:  # fmt: skip
+    """One training job, followed with a progress line and its log; returns DescribeTrainingJob.
+
+    ``distributed``: the hosts are one DDP job (the SDK's ``torch_distributed``; torchrun per host)
+    instead of N independent copies of the script."""
+    sm, logs = clients("sagemaker"), clients("logs")
+    hps = {**encode(hyperparameters), **upload_source(clients, name)}
+    if distributed:
+        hps["sagemaker_torch_distributed_enabled"] = "true"
     sm.create_training_job(
         TrainingJobName=name,
         RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE}",
-        AlgorithmSpecification={
-            "TrainingImage": IMAGE, "TrainingInputMode": "File",
-            "MetricDefinitions": [
-                {"Name": "Train Loss", "Regex": r"Train Loss: ([0-9.]+)"},
-                {"Name": "Validation Loss", "Regex": r"Validation Loss: ([0-9.]+)"},
-                {"Name": "Test Accuracy", "Regex": r"Testing Accuracy: ([0-9.]+)"},
-            ],
-        },
+        AlgorithmSpecification=algorithm(),
         HyperParameters=hps,
-        InputDataConfig=[{"ChannelName": "training", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": channel, "S3DataDistributionType": "FullyReplicated"}}}],
+        InputDataConfig=channel_config(channel),
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/"},
         ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": instances, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
-    )  # fmt: skip
-    started, shown = time.time(), 0
+    )
+    started, seen = time.time(), set[str]()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(name)
         while True:
             job = sm.describe_training_job(TrainingJobName=name)
             progress.update(task, description=f"training job {name}: {job['SecondaryStatus']}")
-            shown = _print_new_lines(logs, name, shown, progress.console)
+            _print_new_lines(logs, name, seen, progress.console, tagged=instances > 1)
             if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
                 break
             time.sleep(0.5)
-    _print_new_lines(logs, name, shown, console)
+    _print_new_lines(logs, name, seen, console, tagged=instances > 1)
     if job["TrainingJobStatus"] != "Completed":
         raise RuntimeError(
             f"training job {name} ended {job['TrainingJobStatus']}: {job.get('FailureReason')}"
@@ -102,18 +131,23 @@ def train(clients: Clients, channel: str, hyperparameters: dict[str, str], conso
     return job
 
 
-def _print_new_lines(logs, name: str, shown: int, console: Console) -> int:
+def _print_new_lines(logs, name: str, seen: set[str], console: Console, *, tagged: bool) -> None:
+    """Progress lines not shown yet. Seen events are remembered by id, not counted: with several
+    hosts, a line of one host may arrive after later lines of another."""
     try:
         events = logs.filter_log_events(
             logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
         )
     except logs.exceptions.ResourceNotFoundException:
-        return shown
-    lines = [e["message"] for e in events["events"]]
-    for line in lines[shown:]:
+        return
+    for event in events["events"]:
+        if event["eventId"] in seen:
+            continue
+        seen.add(event["eventId"])
+        line = event["message"]
         if line.startswith(("Epoch ", "Validation Accuracy", "Testing")):
-            console.print(f"  {line}", highlight=False, markup=False)
-    return max(shown, len(lines))
+            host = f"[{event['logStreamName'].split('/')[1].rsplit('-', 1)[0]}] " if tagged else ""
+            console.print(f"  {host}{line}", highlight=False, markup=False)
 
 
 def fetch_outputs(clients: Clients, job: dict, workdir: Path) -> Path:
