@@ -36,6 +36,7 @@ _VENDORED_MODULES = (
     "artifact.py",
     "calibration.py",
     "dog_breeds.txt",
+    "efficientnet_lite.py",
     "errors.py",
     "export.py",
     "handler.py",
