@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -83,14 +84,16 @@ def ranked(trials: Iterable[Trial], *, minimize: bool = True) -> list[Trial]:
     return sorted(trials, key=key)
 
 
-def rows(trials: Sequence[Trial], names: Sequence[str], best: str | None) -> list[list[str]]:
+def rows(trials: Sequence[Trial], names: Sequence[str], best: str | None, job: str = "") -> list[list[str]]:
     """The table's rows, in the order given: rank, trial (★ the best), status, tuned values,
-    objective, seconds."""
+    objective, seconds. Trial names lose the tuning job's name in front (``job``), which the table's
+    title carries, so the table fits an 80-column terminal."""
     out = []
     for rank, trial in enumerate(trials, start=1):
+        label = trial.name.removeprefix(f"{job}-") if job else trial.name
         out.append([
             str(rank),
-            trial.name + (" ★" if trial.name == best else ""),
+            label + (" ★" if trial.name == best else ""),
             trial.status,
             *(short(trial.tuned.get(name, "")) for name in names),
             "-" if trial.objective is None else f"{trial.objective:.4f}",
@@ -124,6 +127,19 @@ def request(name: str, recipe: Recipe, channel: str, source: dict[str, str]) -> 
             "StoppingCondition": {"MaxRuntimeInSeconds": 600},
         },
     }
+
+
+def _table(title: str, names: Sequence[str], objective: str, cells: list[list[str]]) -> Table:
+    # Light borders and unwrapped cells keep it readable in 80 columns; only the objective's header,
+    # the longest, may wrap.
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("#", "trial", "status", *names, objective, "seconds"):
+        number = header in ("#", objective, "seconds")
+        table.add_column(header, justify="right" if number else "left", no_wrap=header != objective,
+                         min_width=6 if header == objective else None)  # fmt: skip
+    for row in cells:
+        table.add_row(*row)
+    return table
 
 
 def _summaries(sm, name: str) -> list[dict]:
@@ -184,11 +200,8 @@ def tune(clients: Clients, channel: str, recipe: Recipe, console: Console, outpu
     job, trials = _follow(clients, name, recipe, console)
     names = sorted({k for t in trials for k in t.tuned})
     best_name = (job.get("BestTrainingJob") or {}).get("TrainingJobName")
-    table = Table("#", "trial", "status", *names, recipe.objective, "seconds",
-                  title=f"{name}: trials, best first")  # fmt: skip
-    for row in rows(ranked(trials), names, best_name):
-        table.add_row(*row)
-    console.print(table)
+    console.print(_table(f"{name}: trials, best first", names, recipe.objective,
+                         rows(ranked(trials), names, best_name, job=name)))  # fmt: skip
     points = [TrialPoint(t.name, t.status, t.objective, t.tuned) for t in trials]  # in the order run
     plot = render(output / "tuning.png", f"{name} (Bayesian)", points, recipe.objective, True)
     status = job["HyperParameterTuningJobStatus"]

@@ -93,6 +93,8 @@ def test_rows_mark_the_best_and_format_values():
         ["2", "hpo-001", "Completed", "16", "0.00926", "1.2500", "29"],
         ["3", "hpo-003", "Failed", "32", "0.001", "-", "-"],
     ]
+    short_names = rows(trials, [BATCH_SIZE], best="hpo-002", job="hpo")
+    assert [row[1] for row in short_names] == ["002 ★", "001", "003"]
 
 
 def test_request_searches_the_recipes_space_over_the_demo_training_job():
