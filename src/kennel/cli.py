@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kennel.demo.recipe import RESNET18
 from kennel.jobs_cli import jobs_app
 from kennel.tuning_cli import tuning_app
 
@@ -379,7 +380,11 @@ def iam_generate_policy(
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="where data, model and plots go"),
-    epochs: int | None = typer.Option(None, help="the training jobs' epochs (default 6; trials use 3)"),
+    epochs: int | None = typer.Option(
+        None,
+        help=f"the training jobs' epochs (default {RESNET18.full['epochs']}; "
+        f"the tuning trials': {RESNET18.trial['epochs']})",
+    ),
     examples: Path = typer.Option(
         Path("examples/dog_breeds"), help="the seeds' Lambda function and least-privilege policy"
     ),
