@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kennel.demo.recipe import RESNET18
+from kennel.demo.recipe import DEFAULT_RECIPE, RECIPES
 from kennel.jobs_cli import jobs_app
 from kennel.tuning_cli import tuning_app
 
@@ -382,8 +382,13 @@ def demo(
     workdir: Path = typer.Option(Path("runs/demo"), help="where data, model and plots go"),
     epochs: int | None = typer.Option(
         None,
-        help=f"the training jobs' epochs (default {RESNET18.full['epochs']}; "
-        f"the tuning trials': {RESNET18.trial['epochs']})",
+        help=f"the training jobs' epochs (default {DEFAULT_RECIPE.full['epochs']}; "
+        f"the tuning trials': {DEFAULT_RECIPE.trial['epochs']})",
+    ),
+    recipe: str = typer.Option(
+        DEFAULT_RECIPE.name,
+        help="lite0: pretrained EfficientNet-Lite0, head only (the seeds' transfer learning); "
+        "resnet18: every layer from random weights",
     ),
     examples: Path = typer.Option(
         Path("examples/dog_breeds"), help="the seeds' Lambda function and least-privilege policy"
@@ -395,7 +400,10 @@ def demo(
     if not (examples / "lambda_function.py").is_file():
         console.print(f"{examples} has no lambda_function.py: run from the repository or pass --examples")
         raise typer.Exit(1)
-    run_demo(workdir, epochs=epochs, examples=examples, console=console)
+    if recipe not in RECIPES:
+        console.print(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise typer.Exit(1)
+    run_demo(workdir, epochs=epochs, examples=examples, console=console, recipe=RECIPES[recipe])
 
 
 if __name__ == "__main__":

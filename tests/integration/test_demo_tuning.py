@@ -33,8 +33,9 @@ def test_demo_tuning_step_finds_the_best_trial(cloud, synth_data, tmp_path):
     clients = Clients(cloud.endpoint, cloud.access_key_id, cloud.secret_access_key)
     out = io.StringIO()
     console = Console(file=out, width=160)
-    channel = training.prepare(clients, synth_data, console)
     name = unique("demo-hpo")
+    # Its own prefix: the bucket is the SDK's default, which other tests' channels share.
+    channel = training.prepare(clients, synth_data, console, prefix=f"{name}-data")
     best = tuning.tune(clients, channel, TINY, console, tmp_path, name=name)
 
     low, high = TINY.learning_rate

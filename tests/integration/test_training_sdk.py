@@ -52,7 +52,8 @@ def _estimator(sagemaker, session, role, count):
 def test_estimator_fit_deploy_predict(cloud, dataset, tmp_path, monkeypatch):
     root, role = dataset
     sagemaker, session = sdk_session(cloud, tmp_path, monkeypatch)
-    inputs = session.upload_data(str(root), key_prefix="dogImages")
+    # A prefix no other test uses: a channel takes everything below it, and the bucket is shared.
+    inputs = session.upload_data(str(root), key_prefix="dogImages-sdk-fit")
     estimator = _estimator(sagemaker, session, role, 1)
     estimator.fit({"training": inputs}, wait=True)  # tails CloudWatch Logs until the job ends
     description = estimator.latest_training_job.describe()

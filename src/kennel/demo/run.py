@@ -8,12 +8,12 @@ from pathlib import Path
 from rich.console import Console
 
 from kennel.demo.cloud import run_cloud_demo
-from kennel.demo.recipe import RESNET18, Recipe
+from kennel.demo.recipe import DEFAULT_RECIPE, Recipe
 from kennel.ml.data import scan_dataset
 
 
 def run_demo(
-    workdir: Path, *, epochs: int | None, examples: Path, console: Console, recipe: Recipe = RESNET18
+    workdir: Path, *, epochs: int | None, examples: Path, console: Console, recipe: Recipe = DEFAULT_RECIPE
 ) -> None:
     """``epochs``: the training jobs' (None: the recipe's); the tuning trials' are the recipe's."""
     from kennel.ml.synth import SynthSpec, generate

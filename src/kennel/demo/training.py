@@ -38,8 +38,10 @@ TRUST = {
 }
 
 
-def prepare(clients: Clients, data: Path, console: Console) -> str:
-    """The execution role and the default bucket; the dataset uploaded under dogImages/."""
+def prepare(clients: Clients, data: Path, console: Console, *, prefix: str = "dogImages") -> str:
+    """The execution role and the default bucket; the dataset uploaded under ``prefix``/ (the seeds'
+    dogImages/). A channel is a prefix: whatever else lies under it becomes training data too, so a
+    caller sharing the bucket with other work passes a prefix of its own."""
     iam, s3 = clients("iam"), clients("s3")
     # Either may exist already when the cloud is shared (the integration tests run the steps too).
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
@@ -50,9 +52,9 @@ def prepare(clients: Clients, data: Path, console: Console) -> str:
     files = sorted(p for p in data.rglob("*") if p.is_file())
     started = time.time()
     for path in files:
-        s3.upload_file(str(path), BUCKET, f"dogImages/{path.relative_to(data).as_posix()}")
-    console.print(f"{len(files)} files → s3://{BUCKET}/dogImages/ in {time.time() - started:.1f} s")
-    return f"s3://{BUCKET}/dogImages"
+        s3.upload_file(str(path), BUCKET, f"{prefix}/{path.relative_to(data).as_posix()}")
+    console.print(f"{len(files)} files → s3://{BUCKET}/{prefix}/ in {time.time() - started:.1f} s")
+    return f"s3://{BUCKET}/{prefix}"
 
 
 def _source() -> bytes:

@@ -126,3 +126,14 @@ def test_recipe_training_hyperparameters_take_the_tuned_values():
     assert values["image-size"] == RESNET18.full["image-size"] and values["epochs"] == RESNET18.full["epochs"]
     assert RESNET18.training_hyperparameters(tuned, epochs=2)["epochs"] == "2"
     assert RESNET18.training_hyperparameters({})[LEARNING_RATE] == RESNET18.defaults[LEARNING_RATE]
+
+
+def test_the_default_recipe_is_transfer_learning_whose_trials_rank_what_the_jobs_run() -> None:
+    from kennel.demo.recipe import DEFAULT_RECIPE, LITE0, RECIPES
+
+    assert DEFAULT_RECIPE is LITE0 and set(RECIPES) == {"lite0", "resnet18"}
+    trial, job = LITE0.trial_hyperparameters(), LITE0.training_hyperparameters({})
+    assert (trial["pretrained"], trial["freeze"]) == ("true", "backbone")
+    assert trial["image-size"] == job["image-size"]  # one feature cache key, one ranking
+    low, high = LITE0.learning_rate
+    assert low < float(LITE0.defaults[LEARNING_RATE]) < high
