@@ -135,3 +135,25 @@ class ControlLoop:
 def ticker(name: str, interval_s: float, step: Callable[[], None]) -> ControlLoop:
     """A loop with one step on a timer (not started)."""
     return ControlLoop(lambda: (name,), lambda _key, _now: step(), interval_s=interval_s, name=name)
+
+
+def writer_loop(
+    name: str,
+    interval_s: float,
+    flush: Callable[[], None],
+    chore: Callable[[], None],
+    chore_every_s: float,
+    clock: Callable[[], float] = time.time,
+) -> ControlLoop:
+    """A store writer's loop (not started): ``flush`` every tick, ``chore`` (a roll-up, retention) at most
+    every ``chore_every_s``; each its own isolated step, so a failing chore never stops the flushing."""
+    due = [0.0]
+
+    def step(key: Hashable, now: float) -> None:
+        if key == "flush":
+            flush()
+        elif now >= due[0]:
+            chore()
+            due[0] = clock() + chore_every_s
+
+    return ControlLoop(lambda: ("flush", "chore"), step, interval_s=interval_s, clock=clock, name=name)

@@ -37,3 +37,23 @@ def test_ticker_runs_on_its_thread_and_stops():
     assert ran.wait(5)
     loop.stop(timeout_s=5)
     assert loop._thread is None
+
+
+def test_writer_loop_flushes_every_tick_and_does_its_chore_when_due() -> None:
+    from kennel.runtime.loop import writer_loop
+
+    now = [100.0]
+    flushed, chores = [], []
+
+    def chore() -> None:
+        chores.append(now[0])
+        if len(chores) == 2:
+            raise RuntimeError("database busy")  # a failing chore must not stop the flushing
+
+    loop = writer_loop("w", 60.0, lambda: flushed.append(now[0]), chore, 30.0, clock=lambda: now[0])
+    for t in (100.0, 110.0, 131.0, 140.0, 165.0):
+        now[0] = t
+        loop.tick()
+    assert flushed == [100.0, 110.0, 131.0, 140.0, 165.0]
+    assert chores == [100.0, 131.0, 140.0]  # due 30 s after a success; a failed one is retried next tick
+    assert loop.stats.steps["chore"].failures == 1

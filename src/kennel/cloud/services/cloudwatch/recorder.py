@@ -27,7 +27,7 @@ from sqlalchemy import and_, bindparam, delete, func, literal, select, update
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
 from kennel.cloud.store import Store
-from kennel.runtime.loop import ControlLoop
+from kennel.runtime.loop import writer_loop
 
 log = logging.getLogger("kennel.cloudwatch")
 
@@ -70,12 +70,10 @@ class MetricRecorder:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._ids: dict[MetricKey, int] = {}
-        self._next_rollup = 0.0
         # The one never-die loop: a failed flush or roll-up is logged and persistence goes on.
-        self._loop = ControlLoop(
-            lambda: ("flush", "rollup"), self._step, interval_s=interval_s, clock=clock,
-            name="kennel-metrics-writer",
-        )  # fmt: skip
+        self._loop = writer_loop(
+            "kennel-metrics-writer", interval_s, self.flush, self.rollup, self.rollup_every_s, clock
+        )
 
     # ----- producers ----------------------------------------------------------------------------------
     def record(self, metric: MetricKey, unit: str, second: int, value: float, count: float = 1.0) -> None:
@@ -103,13 +101,6 @@ class MetricRecorder:
     def close(self) -> None:
         self._loop.stop(timeout_s=10)
         self.flush()
-
-    def _step(self, key: object, now: float) -> None:
-        if key == "flush":
-            self.flush()
-        elif now >= self._next_rollup:
-            self.rollup()
-            self._next_rollup = self.clock() + self.rollup_every_s
 
     def flush(self) -> None:
         """Persist everything recorded so far; returns once it is committed."""

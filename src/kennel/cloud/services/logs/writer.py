@@ -21,7 +21,7 @@ from sqlalchemy import Connection, LargeBinary, and_, cast, delete, func, select
 
 from kennel.cloud.services.logs import tables as t
 from kennel.cloud.store import Store
-from kennel.runtime.loop import ControlLoop
+from kennel.runtime.loop import writer_loop
 
 log = logging.getLogger("kennel.logs")
 
@@ -58,12 +58,15 @@ class EventWriter:
         self._lock = threading.Lock()
         self._flush_lock = threading.RLock()
         self._ids: dict[tuple[str, str], tuple[int, int]] = {}
-        self._next_retention = 0.0
         # The one never-die loop: a failed batch or a busy database is logged and the writer goes on.
-        self._loop = ControlLoop(
-            lambda: ("flush", "retention"), self._step, interval_s=interval_s, clock=clock,
-            name="kennel-logs-writer",
-        )  # fmt: skip
+        self._loop = writer_loop(
+            "kennel-logs-writer",
+            interval_s,
+            self.flush,
+            self.enforce_retention,
+            self.retention_every_s,
+            clock,
+        )
 
     # ----- producers ----------------------------------------------------------------------------------
     def push(self, item: Queued) -> None:
@@ -85,13 +88,6 @@ class EventWriter:
     def close(self) -> None:
         self._loop.stop(timeout_s=10)
         self.flush()
-
-    def _step(self, key: object, now: float) -> None:
-        if key == "flush":
-            self.flush()
-        elif now >= self._next_retention:
-            self.enforce_retention()
-            self._next_retention = self.clock() + self.retention_every_s
 
     def flush(self) -> None:
         """Persist everything queued so far; returns once it is committed."""
