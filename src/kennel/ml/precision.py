@@ -23,7 +23,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,6 @@ PRECISIONS = ("fp32", "bf16", "int8")
 MIN_AGREEMENT = 0.99  # top-1 agreement with the exact runtime on the sample
 MAX_DROP_POINTS = 0.5  # accuracy on the sample may fall by at most this many points
 RECORD_FILE = "serving.json"
-
-
-class _Refused(Exception):
-    pass
 
 
 class PrecisionGateError(ArtifactError):
@@ -87,11 +83,11 @@ def judge(
     """The gate's decision from the two runtimes' logits on the sample (pure: a table test covers it)."""
     count = int(targets.shape[0])
     if count == 0:
-        return GateFigures(precision, 0, 0.0, 0.0, 0.0, 0.0, False, "the artifact has no validation sample")
+        return _refusal(precision, 0, "the artifact has no validation sample")
     if exact.shape != reduced.shape or exact.shape[0] != count:
-        return GateFigures(precision, count, 0.0, 0.0, 0.0, float("inf"), False, "the logits' shapes differ")
+        return replace(_refusal(precision, count, "the logits' shapes differ"), max_logit_diff=float("inf"))
     if not np.isfinite(reduced).all():
-        return GateFigures(precision, count, 0.0, 0.0, 0.0, float("inf"), False, "non-finite logits")
+        return replace(_refusal(precision, count, "non-finite logits"), max_logit_diff=float("inf"))
     top_exact, top_reduced = exact.argmax(axis=1), reduced.argmax(axis=1)
     agreement = float((top_exact == top_reduced).mean())
     exact_acc = float((top_exact == targets).mean())
@@ -239,50 +235,16 @@ def _write_record(model_dir: Path, directory: Path, key: dict, figures: GateFigu
 
 
 def gated_predictor(model_dir: Path, precision: str, exact: Predictor, *, num_threads: int | None = None,
-                    export_dir: Path | None = None, strict: bool = False) -> Predictor:  # fmt: skip
-    """``exact`` or the ``precision`` runtime, whichever the gate allows (see the module docstring)."""
+                    export_dir: Path | None = None, strict: bool = False,
+                    candidate: Predictor | None = None) -> Predictor:  # fmt: skip
+    """``exact`` or the ``precision`` runtime, whichever the gate allows (see the module docstring).
+    ``candidate``: the reduced predictor when the caller has built it already (``kennel evaluate``)."""
     model_dir = Path(model_dir)
     if precision not in PRECISIONS:
         raise ValueError(f"KENNEL_PRECISION={precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return exact
-    meta = exact.meta
-    sample = calibration.read(model_dir, meta.preprocess, len(meta.classes))
-    reduced: Predictor | None = None
-    if sample is None or not len(sample):
-        figures = judge(precision, np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0, np.int64))
-        figures = GateFigures(
-            **{**asdict(figures), "reason": f"the artifact has no {calibration.SAMPLE_FILE}"}
-        )
-    else:
-        batches = sample.batches(meta.preprocess)
-        key = {
-            "precision": precision,
-            "weights": meta.weights_sha256,
-            "sample": sample.digest,
-            "cpu": _cpu_key(),
-        }
-        directory = _record_dir(model_dir, export_dir)
-        cached = _cached_verdict(directory / RECORD_FILE, key)
-        if cached is not None:
-            log.info("kennel: precision gate verdict reused from %s", directory / RECORD_FILE)
-        try:
-            if cached is not None and not cached.passed:
-                raise _Refused  # refused before for these weights, sample and CPU: nothing to build
-            reduced = _reduced(model_dir, precision, sample, batches, num_threads, export_dir)
-        except _Refused:
-            figures = cached  # type: ignore[assignment]
-        except Exception as exc:  # a runtime that cannot build the reduced model: say so, serve exact
-            figures = GateFigures(precision, len(sample), 0.0, 0.0, 0.0, 0.0, False,
-                                  f"could not build it ({type(exc).__name__}: {exc})")  # fmt: skip
-        else:
-            if cached is not None:
-                figures = cached
-            else:
-                figures = judge(precision, _logits(exact, batches), _logits(reduced, batches), sample.targets)
-                _write_record(
-                    model_dir, directory, key, figures, reduced.runtime if figures.passed else exact.runtime
-                )
+    figures, reduced = _decide(model_dir, precision, exact, num_threads, export_dir, candidate)
     if figures.passed and reduced is not None:
         log.info("kennel: precision gate passed, serving %s: %s", reduced.runtime, figures.describe())
         return reduced
@@ -291,6 +253,42 @@ def gated_predictor(model_dir: Path, precision: str, exact: Predictor, *, num_th
         raise PrecisionGateError(message.removeprefix("kennel: ") + " (KENNEL_PRECISION_STRICT=true)")
     log.warning("%s; serving %s (%s)", message, exact.runtime, exact.precision)
     return exact
+
+
+def _refusal(precision: str, samples: int, reason: str) -> GateFigures:
+    return GateFigures(precision, samples, 0.0, 0.0, 0.0, 0.0, False, reason)
+
+
+def _decide(
+    model_dir: Path,
+    precision: str,
+    exact: Predictor,
+    num_threads: int | None,
+    export_dir: Path | None,
+    candidate: Predictor | None,
+) -> tuple[GateFigures, Predictor | None]:
+    """The gate's figures, and the reduced predictor when one was built."""
+    meta = exact.meta
+    sample = calibration.read(model_dir, meta.preprocess, len(meta.classes))
+    if sample is None or not len(sample):
+        return _refusal(precision, 0, f"the artifact has no {calibration.SAMPLE_FILE}"), None
+    batches = sample.batches(meta.preprocess)
+    key = {"precision": precision, "weights": meta.weights_sha256, "sample": sample.digest, "cpu": _cpu_key()}
+    directory = _record_dir(model_dir, export_dir)
+    cached = _cached_verdict(directory / RECORD_FILE, key)
+    if cached is not None:
+        log.info("kennel: precision gate verdict reused from %s", directory / RECORD_FILE)
+        if not cached.passed:
+            return cached, None  # refused before for these weights, sample and CPU: nothing to build
+    try:
+        reduced = candidate or _reduced(model_dir, precision, sample, batches, num_threads, export_dir)
+    except Exception as exc:  # a runtime that cannot build the reduced model: say so, serve exact
+        return _refusal(precision, len(sample), f"could not build it ({type(exc).__name__}: {exc})"), None
+    if cached is not None:
+        return cached, reduced
+    figures = judge(precision, _logits(exact, batches), _logits(reduced, batches), sample.targets)
+    _write_record(model_dir, directory, key, figures, reduced.runtime if figures.passed else exact.runtime)
+    return figures, reduced
 
 
 __all__ = ["MAX_DROP_POINTS", "MIN_AGREEMENT", "PRECISIONS", "GateFigures", "PrecisionGateError",
