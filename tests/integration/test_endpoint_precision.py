@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -47,6 +48,17 @@ def _invoke(runtime, name: str, batch: np.ndarray) -> np.ndarray:
     return np.load(io.BytesIO(answer["Body"].read()))
 
 
+@contextlib.contextmanager
+def _endpoint(sm, prefix: str, tarball: str, env: dict[str, str]) -> Iterator[str]:
+    """A deployed endpoint's name, deleted afterwards whatever the test found."""
+    name = deploy(sm, f"{prefix}-{uuid.uuid4().hex[:6]}", tarball, env=env)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(ClientError):
+            sm.delete_endpoint(EndpointName=name)
+
+
 def _bf16_cpu() -> bool:
     with open("/proc/cpuinfo") as handle:
         return any(flag in handle.read() for flag in ("avx512_bf16", "amx_bf16"))
@@ -56,10 +68,7 @@ def test_gated_bf16_serves_and_agrees_with_eager(cloud, artifacts) -> None:
     if not _bf16_cpu():
         pytest.skip("no native bf16 on this CPU: the gate refuses bf16 (covered by the unit tests)")
     sm, runtime = cloud.client("sagemaker"), cloud.client("sagemaker-runtime")
-    name = deploy(
-        sm, f"Bf16-{uuid.uuid4().hex[:6]}", artifacts["apart"]["tar"], env={"KENNEL_PRECISION": "bf16"}
-    )
-    try:
+    with _endpoint(sm, "Bf16", artifacts["apart"]["tar"], {"KENNEL_PRECISION": "bf16"}) as name:
         wait_in_service(sm, name)
         lines = wait_for_lines(cloud, name, 1, "precision gate passed")
         assert any(
@@ -69,16 +78,12 @@ def test_gated_bf16_serves_and_agrees_with_eager(cloud, artifacts) -> None:
         served = _invoke(runtime, name, batch)
         eager = load_predictor(artifacts["apart"]["dir"], "torch").predict(batch)
         assert (served.argmax(1) == eager.argmax(1)).all()
-    finally:
-        with contextlib.suppress(ClientError):
-            sm.delete_endpoint(EndpointName=name)
 
 
 def test_strict_gate_fails_the_endpoint_with_its_figures(cloud, artifacts) -> None:
     sm = cloud.client("sagemaker")
     env = {"KENNEL_PRECISION": "bf16", "KENNEL_PRECISION_STRICT": "true"}
-    name = deploy(sm, f"Strict-{uuid.uuid4().hex[:6]}", artifacts["tied"]["tar"], env=env)
-    try:
+    with _endpoint(sm, "Strict", artifacts["tied"]["tar"], env) as name:
         with contextlib.suppress(WaiterError):
             wait_in_service(sm, name)
         described = sm.describe_endpoint(EndpointName=name)
@@ -87,17 +92,11 @@ def test_strict_gate_fails_the_endpoint_with_its_figures(cloud, artifacts) -> No
         assert "precision gate refused bf16" in reason and "KENNEL_PRECISION_STRICT" in reason
         if _bf16_cpu():  # the figures themselves: the tied logits flip under bf16
             assert "agreement too low" in reason and "validation images" in reason
-    finally:
-        with contextlib.suppress(ClientError):
-            sm.delete_endpoint(EndpointName=name)
 
 
 def test_without_strict_a_refused_gate_serves_exact(cloud, artifacts) -> None:
     sm, runtime = cloud.client("sagemaker"), cloud.client("sagemaker-runtime")
-    name = deploy(
-        sm, f"Soft-{uuid.uuid4().hex[:6]}", artifacts["tied"]["tar"], env={"KENNEL_PRECISION": "bf16"}
-    )
-    try:
+    with _endpoint(sm, "Soft", artifacts["tied"]["tar"], {"KENNEL_PRECISION": "bf16"}) as name:
         wait_in_service(sm, name)
         lines = wait_for_lines(cloud, name, 1, "precision gate refused bf16")
         assert any("precision gate refused bf16" in m for ms in lines.values() for m in ms)
@@ -106,6 +105,3 @@ def test_without_strict_a_refused_gate_serves_exact(cloud, artifacts) -> None:
         np.testing.assert_allclose(
             _invoke(runtime, name, batch), eager, rtol=0, atol=1e-4 * max(1, abs(eager).max())
         )
-    finally:
-        with contextlib.suppress(ClientError):
-            sm.delete_endpoint(EndpointName=name)
