@@ -264,9 +264,8 @@ class TrainingRunner:
                 last_sample = now
                 self._sample_usage(name, samplers, now)
             failed = run.failed_host()
-            if failed is not None and first_failed is None and stop_sent is None:
-                first_failed = failed
             if failed is not None and stop_sent is None:
+                first_failed = failed
                 run.terminate()  # the other hosts cannot finish a job that has already failed
                 stop_sent = last_signal = now
             if now > deadline and name not in self._stops:
