@@ -42,7 +42,6 @@ from kennel.cloud.protocol import (
     route,
     serialize_error,
     serialize_response,
-    wire_protocol,
 )
 from kennel.cloud.services.base import Context
 
@@ -218,8 +217,8 @@ class Gateway:
     def handle(self, request: HttpRequest, request_id: str, source_ip: str = "127.0.0.1") -> HttpResponse:
         service = operation = protocol = None
         try:
-            service, operation = route(request, signing_service(request))
-            protocol = wire_protocol(service, request)
+            routed = route(request, signing_service(request))
+            service, operation, protocol = routed.service, routed.operation, routed.protocol
             now = datetime.fromtimestamp(self.clock(), UTC)
             raw_path = request.path + (f"?{request.query_string}" if request.query_string else "")
             try:
@@ -234,7 +233,7 @@ class Gateway:
             except AuthError as err:
                 raise _auth_error(err) from None
             request = self._decoded(request)
-            params = parse_request(service, operation, request, protocol=protocol)
+            params = parse_request(service, operation, request, protocol=protocol, labels=routed.labels)
             provider = self.cloud.providers.get(service)
             if provider is None:
                 raise NotImplementedOperation(

@@ -22,7 +22,7 @@ _TARGET_HEADERS = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20250101/u
 def _routed(method: str, path: str, service: str) -> tuple[str, str] | None:
     headers = {"Authorization": _TARGET_HEADERS["Authorization"].replace("/x/", f"/{service}/")}
     try:
-        return route(HttpRequest(method, path, "", headers, b""), service)
+        return route(HttpRequest(method, path, "", headers, b""), service)[:2]
     except AwsError:
         return None
 

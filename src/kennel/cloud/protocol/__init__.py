@@ -2,10 +2,10 @@
 
 The gateway calls, per request::
 
-    service, operation = route(request, signing_service)
-    params = parse_request(service, operation, request)          # typed + validated, or AwsError (4xx)
-    response = serialize_response(service, operation, result, request_id)
-    # on any AwsError: serialize_error(service, operation, error, request_id)
+    routed = route(request, signing_service)   # Route(service, operation, protocol, labels), found once
+    params = parse_request(service, operation, request, protocol=..., labels=...)  # typed + validated, or 4xx
+    response = serialize_response(service, operation, result, request_id, protocol=...)
+    # on any AwsError: serialize_error(service, operation, error, request_id, protocol=...)
 
 Providers see typed dicts shaped like the operation's input and return dicts shaped like its output;
 nothing outside this package builds JSON or XML for an AWS API.
@@ -14,7 +14,7 @@ nothing outside this package builds JSON or XML for an AWS API.
 from kennel.cloud.protocol.messages import Headers, HttpRequest, HttpResponse
 from kennel.cloud.protocol.models import SERVICES, iam_action_prefix, load_service, service_spec
 from kennel.cloud.protocol.parse import parse_request
-from kennel.cloud.protocol.router import preload, route, wire_protocol
+from kennel.cloud.protocol.router import Route, preload, route, wire_protocol
 from kennel.cloud.protocol.serialize import serialize_error, serialize_response
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "Route",
     "iam_action_prefix",
     "load_service",
     "parse_request",

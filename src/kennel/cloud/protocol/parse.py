@@ -26,8 +26,17 @@ from kennel.cloud.protocol.router import UriTemplate, compile_template, form_pai
 from kennel.cloud.protocol.validate import has_checks, problems, report
 
 
-def parse_request(service: str, operation: str, request: HttpRequest, *, protocol: str | None = None) -> dict:
-    """Typed, validated params of ``operation``; ``protocol`` only matters for multi-protocol services."""
+def parse_request(
+    service: str,
+    operation: str,
+    request: HttpRequest,
+    *,
+    protocol: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict:
+    """Typed, validated params of ``operation``. The gateway passes what routing already found (the
+    protocol, a rest operation's URI labels) so nothing is looked up twice; without them (a caller that
+    did not route) they are found here."""
     spec = service_spec(service)
     op = spec.operation(operation)
     protocol = protocol or wire_protocol(service, request)
@@ -37,7 +46,7 @@ def parse_request(service: str, operation: str, request: HttpRequest, *, protoco
             body = decode_json_body(request.body)
             params = from_json(op.input, body) if op.input is not None else {}
         elif protocol == "rest-json":
-            params = _parse_rest(service, op, request, found)
+            params = _parse_rest(service, op, request, found, labels)
         elif protocol == "query":
             params = parse_form(op.input, form_pairs(request), found)
         else:
@@ -73,12 +82,13 @@ def _text(member: Member | Shape, text: str, path: str, found: list[str], defaul
         return None
 
 
-def _parse_rest(service: str, op: Operation, request: HttpRequest, found: list[str]) -> dict[str, Any]:
+def _parse_rest(
+    service: str, op: Operation, request: HttpRequest, found: list[str], labels: dict[str, str] | None
+) -> dict[str, Any]:
     shape = op.input
     if shape is None:
         return {}
     params: dict[str, Any] = {}
-    labels: dict[str, str] | None = None
     query: dict[str, list[str]] | None = None
     for member in shape.located:
         location = member.location

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from kennel.cloud.errors import (
@@ -158,8 +159,18 @@ def wire_protocol(service: str, request: HttpRequest) -> str:
     return spec.protocol
 
 
-def route(request: HttpRequest, signing_service: str | None) -> tuple[str, str]:
-    """(botocore service name, operation name) of ``request``; AWS-style errors when there is none."""
+class Route(NamedTuple):
+    """Where a request goes, found once and handed on: parsing and serializing reuse it instead of
+    asking for the protocol again or re-matching the URI template."""
+
+    service: str  # botocore service name
+    operation: str
+    protocol: str  # the wire protocol this request speaks (CloudWatch accepts three)
+    labels: dict[str, str] | None = None  # rest-json URI labels as matched, still percent-encoded
+
+
+def route(request: HttpRequest, signing_service: str | None) -> Route:
+    """The :class:`Route` of ``request``; AWS-style errors when there is none."""
     target = request.headers.get("x-amz-target")
     if signing_service is None:
         service = _infer_service(request, target)
@@ -176,19 +187,20 @@ def route(request: HttpRequest, signing_service: str | None) -> tuple[str, str]:
     spec = service_spec(service)
     protocol = wire_protocol(service, request)
     if protocol == "json":
-        return service, _json_operation(spec, target)
+        return Route(service, _json_operation(spec, target), protocol)
     if protocol == "query":
-        return service, _query_operation(spec, request)
+        return Route(service, _query_operation(spec, request), protocol)
     if protocol == "rest-json":
         found = match_rest(service, request)
         if found is None:
             raise UnknownOperationException(
                 f"No operation of service {service} matches {request.method.upper()} {request.path}."
             )
-        return service, found[0].operation
+        template, labels = found
+        return Route(service, template.operation, protocol, labels)
     cbor = _CBOR_PATH.fullmatch(request.path)
     if cbor and spec.has_operation(cbor.group(2)):
-        return service, cbor.group(2)
+        return Route(service, cbor.group(2), protocol)
     raise NotImplementedOperation(f"The {protocol} protocol of service {service} is not supported by Kennel.")
 
 

@@ -112,8 +112,11 @@ class Harness:
         self.params = None
         service = operation = None
         try:
-            service, operation = self.routed = route(http, signing_name(http))
-            self.params = parse_request(service, operation, http)
+            found = route(http, signing_name(http))
+            service, operation = self.routed = found[:2]
+            self.params = parse_request(
+                service, operation, http, protocol=found.protocol, labels=found.labels
+            )
             if self.error is not None:
                 raise self.error
             response = serialize_response(service, operation, self.result, REQUEST_ID)

@@ -44,9 +44,9 @@ def _get(path: str, query: str = "", method: str = "GET", **headers: str) -> Htt
 
 def test_sagemaker_and_runtime_share_a_signing_name() -> None:
     control = HttpRequest("POST", "/", "", {"X-Amz-Target": "SageMaker.ListEndpoints"}, b"{}")
-    assert route(control, "sagemaker") == ("sagemaker", "ListEndpoints")
+    assert route(control, "sagemaker")[:2] == ("sagemaker", "ListEndpoints")
     runtime = _get("/endpoints/dogs/invocations", method="POST")
-    assert route(runtime, "sagemaker") == ("sagemaker-runtime", "InvokeEndpoint")
+    assert route(runtime, "sagemaker")[:2] == ("sagemaker-runtime", "InvokeEndpoint")
     assert (
         route(_get("/endpoints/dogs/async-invocations", method="POST"), "sagemaker")[1]
         == "InvokeEndpointAsync"
@@ -96,13 +96,25 @@ def test_sagemaker_and_runtime_share_a_signing_name() -> None:
     ],
 )
 def test_lambda_uri_templates(method: str, path: str, query: str, operation: str) -> None:
-    assert route(_get(path, query, method), "lambda") == ("lambda", operation)
-    assert route(_get(path, query, method), None) == ("lambda", operation)
+    assert route(_get(path, query, method), "lambda")[:2] == ("lambda", operation)
+    assert route(_get(path, query, method), None)[:2] == ("lambda", operation)
+
+
+def test_a_route_carries_its_protocol_and_labels_to_parsing() -> None:
+    request = _get("/2015-03-31/functions/fn/aliases/live")
+    found = route(request, "lambda")
+    assert found.protocol == "rest-json" and found.labels == {"FunctionName": "fn", "Name": "live"}
+    # Parsing uses the labels routing matched; a route whose labels differ shows they are not re-matched.
+    moved = found._replace(labels={"FunctionName": "other", "Name": "live"})
+    params = parse_request("lambda", "GetAlias", request, protocol=moved.protocol, labels=moved.labels)
+    assert params == {"FunctionName": "other", "Name": "live"}
+    query = HttpRequest("POST", "/", "", FORM, b"Action=ListRoles&Version=2010-05-08")
+    assert route(query, "iam") == ("iam", "ListRoles", "query", None)
 
 
 def test_rest_labels_are_percent_decoded() -> None:
     request = _get("/2015-03-31/functions/my%20fn%3A%24LATEST/aliases/a%2Fb")
-    assert route(request, "lambda") == ("lambda", "GetAlias")
+    assert route(request, "lambda")[:2] == ("lambda", "GetAlias")
     with pytest.raises(AwsError) as caught:
         parse_request("lambda", "GetAlias", request)
     assert "Value 'my fn:$LATEST' at 'functionName'" in caught.value.message  # decoded before validation
@@ -122,14 +134,14 @@ def test_greedy_labels_and_specificity() -> None:
 
 
 def test_inferring_the_service_without_a_signature() -> None:
-    assert route(
-        HttpRequest("POST", "/", "", {"x-amz-target": "Logs_20140328.GetLogEvents"}, b"{}"), None
-    ) == ("logs", "GetLogEvents")
+    assert route(HttpRequest("POST", "/", "", {"x-amz-target": "Logs_20140328.GetLogEvents"}, b"{}"), None)[
+        :2
+    ] == ("logs", "GetLogEvents")
     target = {"X-Amz-Target": "AnyScaleFrontendService.DescribeScalingPolicies"}
     assert route(HttpRequest("POST", "/", "", target, b"{}"), None)[0] == "application-autoscaling"
     sts = HttpRequest("POST", "/", "", FORM, b"Action=GetCallerIdentity&Version=2011-06-15")
-    assert route(sts, None) == ("sts", "GetCallerIdentity")
-    assert route(HttpRequest("GET", "/", "Action=ListRoles&Version=2010-05-08", {}, b""), None) == (
+    assert route(sts, None)[:2] == ("sts", "GetCallerIdentity")
+    assert route(HttpRequest("GET", "/", "Action=ListRoles&Version=2010-05-08", {}, b""), None)[:2] == (
         "iam",
         "ListRoles",
     )
@@ -195,7 +207,7 @@ def test_cloudwatch_json_and_query_fallbacks() -> None:
             }
         ).encode(),
     )
-    assert route(json_request, "monitoring") == ("cloudwatch", "PutMetricData")
+    assert route(json_request, "monitoring")[:2] == ("cloudwatch", "PutMetricData")
     assert wire_protocol("cloudwatch", json_request) == "json"
     params = parse_request("cloudwatch", "PutMetricData", json_request)
     assert params["MetricData"][0]["Timestamp"].timestamp() == 1763800000
@@ -206,7 +218,7 @@ def test_cloudwatch_json_and_query_fallbacks() -> None:
         b"&Dimensions.member.1.Name=EndpointName&Dimensions.member.1.Value=dogs"
     )
     query_request = HttpRequest("POST", "/", "", FORM, query_body)
-    assert route(query_request, "monitoring") == ("cloudwatch", "GetMetricStatistics")
+    assert route(query_request, "monitoring")[:2] == ("cloudwatch", "GetMetricStatistics")
     protocol = wire_protocol("cloudwatch", query_request)
     params = parse_request("cloudwatch", "GetMetricStatistics", query_request, protocol=protocol)
     assert params["Statistics"] == ["Sum", "Average"] and params["Period"] == 60
@@ -231,7 +243,7 @@ def test_cloudwatch_json_and_query_fallbacks() -> None:
         {"Smithy-Protocol": "rpc-v2-cbor"},
         b"\xa0",
     )
-    assert route(cbor, "monitoring") == ("cloudwatch", "PutMetricData")
+    assert route(cbor, "monitoring")[:2] == ("cloudwatch", "PutMetricData")
     with pytest.raises(NotImplementedOperation, match="rpc-v2-cbor"):
         parse_request("cloudwatch", "PutMetricData", cbor)
 
@@ -258,7 +270,7 @@ def test_headers_are_case_insensitive() -> None:
         headers["X-AMZ-TARGET"] == "a,b" and headers.get("content-type") == "c" and "CONTENT-TYPE" in headers
     )
     request = HttpRequest("POST", "/", "", {"X-AMZ-TARGET": "SageMaker.ListModels"}, b"{}")
-    assert route(request, "sagemaker") == ("sagemaker", "ListModels")
+    assert route(request, "sagemaker")[:2] == ("sagemaker", "ListModels")
 
 
 def test_java_patterns_translate() -> None:

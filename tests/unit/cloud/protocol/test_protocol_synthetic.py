@@ -331,7 +331,7 @@ def test_query_wrong_types_are_reported_together(session: Any) -> None:
     # botocore cannot even serialize these values, so this one request is written by hand.
     body = b"Action=DoThing&Version=2026-01-01&Flag=maybe&Ratio=lots&Nested.Values.member.1=one&When=soon"
     request = HttpRequest("POST", "/", "", {"Content-Type": "application/x-www-form-urlencoded"}, body)
-    assert route(request, "kennel-query-test") == ("kennel-query-test", "DoThing")
+    assert route(request, "kennel-query-test")[:2] == ("kennel-query-test", "DoThing")
     with pytest.raises(ValidationError) as caught:
         parse_request("kennel-query-test", "DoThing", request)
     assert caught.value.message == (
