@@ -1,5 +1,5 @@
 """The guarded HTTP protocol's deadlines and per-address cap, driven with a fake transport on a real loop
-(the live-socket cases are in tests/integration/test_front_door_fairness.py; a write stall is only
+(the live-socket cases are in tests/integration/front_door/test_front_door_fairness.py; a write stall is only
 practical to provoke here)."""
 
 from __future__ import annotations

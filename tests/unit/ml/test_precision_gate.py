@@ -1,5 +1,6 @@
 """The precision gate: judged figures (a table), and bf16 / int8 proven or refused on real models
-(tests/integration/precision_models.py builds them: one far apart, one with nearly tied logits)."""
+(tests/integration/sagemaker/endpoints/precision_models.py builds them: one far apart, one with nearly
+tied logits)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.integration.precision_models import SAMPLE, gate_model_dir
+from tests.integration.sagemaker.endpoints.precision_models import SAMPLE, gate_model_dir
 
 from kennel.ml import calibration
 from kennel.ml.artifact import load_model_dir, write_model_dir
