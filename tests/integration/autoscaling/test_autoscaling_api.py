@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from botocore.exceptions import ClientError
+from tests.integration.support.endpoints import serve
 from tests.integration.support.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
@@ -109,16 +110,7 @@ def endpoint(cloud, tmp_path_factory: pytest.TempPathFactory) -> str:
         "Image": "pytorch-inference:2.0-cpu",
         "ModelDataUrl": str(tiny_model(tmp_path_factory.mktemp("a"))),
     }
-    sm.create_model(
-        ModelName=name, PrimaryContainer=container, ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/S"
-    )
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-               "InstanceType": "ml.m5.large"}  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-    )
+    serve(sm, name, container, role=f"arn:aws:iam::{ACCOUNT}:role/S", delay=0.5, attempts=240)
     yield name
     target = Target(cloud.client("application-autoscaling"), name)
     if target.described():

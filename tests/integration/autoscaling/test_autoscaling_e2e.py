@@ -23,6 +23,7 @@ import torch
 from botocore.config import Config
 from PIL import Image
 from tests.integration.conftest import LiveCloud, start_gateway, stop_gateway
+from tests.integration.support.endpoints import serve
 from tests.integration.support.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
@@ -113,26 +114,8 @@ def test_step_load_scales_out_to_max_and_back_to_min_without_failures(fast_cloud
     sm, aas = fast_cloud.client("sagemaker"), fast_cloud.client("application-autoscaling")
     name, resource = "scaled", "endpoint/scaled/variant/AllTraffic"
     service_role(fast_cloud, "Sm")  # SageMaker refuses a role that is missing or does not trust it
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": "pytorch-inference:2.0-cpu", "ModelDataUrl": str(model(tmp_path))},
-        ExecutionRoleArn="arn:aws:iam::000000000000:role/Sm",
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-    )
+    container = {"Image": "pytorch-inference:2.0-cpu", "ModelDataUrl": str(model(tmp_path))}
+    serve(sm, name, container, role="arn:aws:iam::000000000000:role/Sm", delay=0.5, attempts=240)
     aas.register_scalable_target(
         ServiceNamespace=NS, ResourceId=resource, ScalableDimension=DIM, MinCapacity=1, MaxCapacity=MAX
     )

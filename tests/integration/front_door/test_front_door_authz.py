@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.integration.support.lambda_functions import package, unique
+from tests.integration.support.lambda_functions import create, package, unique
 from tests.integration.support.roles import service_role
 
 ACCOUNT = "000000000000"
@@ -93,8 +93,7 @@ def test_update_function_configuration_checks_a_new_role(cloud, admin_lambda_rol
     )  # fmt: skip
     lam = cloud.client("lambda", key=key, secret=secret)
     fn = unique("upd")
-    lam.create_function(FunctionName=fn, Runtime="python3.11", Role=plain_role, Handler="app.handler",
-                        Code={"ZipFile": package()})  # fmt: skip
+    create(lam, plain_role, fn)
     # The same role again needs nothing new; another settings change is not a pass.
     lam.update_function_configuration(FunctionName=fn, Role=plain_role, Timeout=5)
     with pytest.raises(ClientError) as denied:
@@ -110,10 +109,7 @@ def test_update_function_configuration_checks_a_new_role(cloud, admin_lambda_rol
 def test_lambda_role_must_trust_lambda_even_for_the_admin(cloud) -> None:
     sagemaker_only = service_role(cloud, unique("sm-only"), "sagemaker.amazonaws.com")
     with pytest.raises(ClientError) as refused:
-        cloud.client("lambda").create_function(
-            FunctionName=unique("t"), Runtime="python3.11", Role=sagemaker_only, Handler="app.handler",
-            Code={"ZipFile": package()},
-        )  # fmt: skip
+        create(cloud.client("lambda"), sagemaker_only, unique("t"))
     assert _error(refused) == (
         "InvalidParameterValueException",
         "The role defined for the function cannot be assumed by Lambda.",

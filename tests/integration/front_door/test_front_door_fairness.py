@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from tests.integration.conftest import LiveCloud, start_gateway, stop_gateway
+from tests.integration.support.endpoints import serve
 
 HEADER_S, BODY_S, IDLE_S = 1.5, 1.5, 1.0
 LIMITS = {
@@ -274,16 +275,8 @@ def _slow_endpoint(cloud: LiveCloud, root: Path) -> str:
     sm = cloud.client("sagemaker")
     name = f"slow-{uuid.uuid4().hex[:6]}"
     environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"ModelDataUrl": str(root / "model.tar.gz"), "Environment": environment},
-    )
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-               "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 90})
-    return name
+    container = {"ModelDataUrl": str(root / "model.tar.gz"), "Environment": environment}
+    return serve(sm, name, container, weight=1.0, attempts=90)
 
 
 def _prober(cloud: LiveCloud) -> tuple[str, str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.integration.support.endpoints import serve
 from tests.integration.support.lambda_functions import call, create, lambda_client, package, unique
 from tests.integration.support.roles import service_role, trust
 
@@ -143,15 +144,7 @@ def _artifact(root: Path, source: str) -> Path:
 
 
 def _endpoint(sm, name: str, url: Path, role: str, **env: str) -> None:
-    container = {"ModelDataUrl": str(url), "Environment": env}
-    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=role)
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-               "InstanceType": "ml.t2.medium"}  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
+    serve(sm, name, {"ModelDataUrl": str(url), "Environment": env}, role=role, instance_type="ml.t2.medium")
 
 
 def _seaweed_ports(state: Path) -> list[int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tests.integration.support.endpoints import serve
+from tests.integration.support.lambda_functions import create
 from tests.integration.support.roles import service_role
 
 from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
@@ -64,32 +66,13 @@ def _artifact(root: Path) -> Path:
 
 
 def _endpoint(cloud, name: str, artifact: Path) -> None:
-    sm = cloud.client("sagemaker")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": "pytorch-inference:2.0-cpu",
-            "ModelDataUrl": str(artifact),
-            # The image URL is on loopback: this endpoint explicitly allows private URLs.
-            "Environment": {"KENNEL_ALLOW_PRIVATE_URLS": "true"},
-        },
-        ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole",
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
+    container = {
+        "Image": "pytorch-inference:2.0-cpu",
+        "ModelDataUrl": str(artifact),
+        # The image URL is on loopback: this endpoint explicitly allows private URLs.
+        "Environment": {"KENNEL_ALLOW_PRIVATE_URLS": "true"},
+    }
+    serve(cloud.client("sagemaker"), name, container, role=f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole")
 
 
 def _zip(source: Path) -> bytes:
@@ -122,12 +105,12 @@ def test_lambda_in_front_of_endpoint_with_least_privilege(cloud, tmp_path: Path,
         RoleName=role, PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
     )
     name = f"dog-fn-{suffix}"
-    fn.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=role_arn,
+    create(
+        fn,
+        role_arn,
+        name,
+        zip=_zip(EXAMPLE),
         Handler="lambda_function.lambda_handler",
-        Code={"ZipFile": _zip(EXAMPLE)},
         Timeout=60,
         MemorySize=512,
         Environment={"Variables": {"ENDPOINT_NAME": endpoint}},

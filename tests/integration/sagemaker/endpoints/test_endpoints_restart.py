@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.integration.conftest import start_gateway, stop_gateway
 from tests.integration.sagemaker.endpoints.sandboxed import TOKEN_CODE, model_servers, token
+from tests.integration.support.endpoints import serve
 
 SCRIPT = (
     TOKEN_CODE
@@ -47,17 +48,8 @@ def test_endpoints_survive_a_restart(tmp_path: Path) -> None:
     cloud = start_gateway(state)
     try:
         sm = cloud.client("sagemaker")
-        sm.create_model(ModelName="echo", PrimaryContainer={"ModelDataUrl": str(tmp_path / "model.tar.gz")})
-        variant = {
-            "VariantName": "AllTraffic",
-            "ModelName": "echo",
-            "InitialInstanceCount": 1,
-            "InstanceType": "ml.t2.medium",
-        }
-        sm.create_endpoint_config(EndpointConfigName="echo", ProductionVariants=[variant])
-        sm.create_endpoint(EndpointName="echo", EndpointConfigName="echo")
-        waiter = sm.get_waiter("endpoint_in_service")
-        waiter.wait(EndpointName="echo", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        container = {"ModelDataUrl": str(tmp_path / "model.tar.gz")}
+        serve(sm, "echo", container, instance_type="ml.t2.medium", attempts=60)
         first = _invoke(cloud, "echo")["pid"]
         assert _instances(state) == {first}
         # Deleting the config and the model must not matter: the endpoint keeps what it deployed.

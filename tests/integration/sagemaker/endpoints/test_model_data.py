@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from tests.integration.conftest import LiveCloud, start_gateway, stop_gateway
+from tests.integration.support.endpoints import create_endpoint
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,13 +63,8 @@ def bomb(path: Path, expanded: int = 1 << 30) -> Path:
 
 
 def deploy(sm, name: str, url: str) -> None:
-    sm.create_model(
-        ModelName=name, PrimaryContainer={"Image": "pytorch-inference:2.0-cpu", "ModelDataUrl": url}
-    )
-    variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-               "InstanceType": "ml.t2.medium"}  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    container = {"Image": "pytorch-inference:2.0-cpu", "ModelDataUrl": url}
+    create_endpoint(sm, name, container, instance_type="ml.t2.medium")
 
 
 def settled(sm, name: str, timeout_s: float = 120) -> dict:
