@@ -83,8 +83,9 @@ class Cloud:
 
     @property
     def endpoints(self):
-        """The SageMaker provider as the endpoint directory (routers for InvokeEndpoint, warm standbys)."""
-        return self.providers["sagemaker"]
+        """The SageMaker endpoint deployments as the endpoint directory (routers for InvokeEndpoint, warm
+        standbys); built when the SageMaker provider starts."""
+        return self.providers["sagemaker"].deployments  # type: ignore[attr-defined]
 
     def internal_call(self, service: str, operation: str, params: dict, principal) -> dict:
         """Another service's real operation (its validation and semantics), as a service principal."""

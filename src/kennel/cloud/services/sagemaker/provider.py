@@ -1,8 +1,9 @@
-"""The SageMaker provider (json 1.1): models, endpoint configs and endpoints on local instances.
+"""The SageMaker provider (json 1.1): models, endpoint configs, endpoints, training and tuning jobs.
 
-Operations live in two mixins (``resources.py``: models and endpoint configs; ``endpoints.py``:
-endpoints). This class owns the runtime side: the :class:`EndpointManager` that runs instances, the
-sinks their logs and metrics go to, and the background threads that deploy and update endpoints.
+Operations on models and endpoint configs live in ``resources.py``, endpoint operations in
+``endpoints.py``; both are CRUD mixins. Everything with state of its own is a composed object this
+class owns and wires in ``start``: the :class:`EndpointManager` that runs instances, the endpoint
+deployment state machine (``deployments.py``), training jobs and tuning jobs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from kennel.cloud.protocol import service_spec
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.sagemaker.common import sagemaker_arn
+from kennel.cloud.services.sagemaker.deployments import EndpointDeployments
 from kennel.cloud.services.sagemaker.endpoints import EndpointsMixin
 from kennel.cloud.services.sagemaker.modeldata import fetch_https, is_local, local_model_path
 from kennel.cloud.services.sagemaker.resources import ResourcesMixin, read_model_data
@@ -27,7 +28,6 @@ from kennel.cloud.services.sagemaker.tuning import KIND as TUNING_KIND
 from kennel.cloud.services.sagemaker.tuning import TuningJobs
 from kennel.runtime.endpoints.artifacts import ModelDataError
 from kennel.runtime.endpoints.manager import EndpointManager
-from kennel.runtime.endpoints.metrics import NullMetricSink
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ _TUNING = frozenset({
     "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", "StopHyperParameterTuningJob",
     "ListTrainingJobsForHyperParameterTuningJob",
 })  # fmt: skip
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def accept_local_model_data() -> None:
@@ -65,31 +64,16 @@ def accept_local_model_data() -> None:
         shape.regex = None  # recompiled from the new pattern on next use
 
 
-class FileLogSink:
-    """Where instance logs go when Kennel runs without its CloudWatch Logs provider: a file per stream."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._lock = threading.Lock()
-
-    def append(self, group: str, stream: str, events: Sequence[tuple[float, str]]) -> None:
-        path = self.root / _UNSAFE.sub("_", group.strip("/")) / (_UNSAFE.sub("_", stream) + ".log")
-        with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:
-                fh.writelines(f"{stamp:.3f} {message}\n" for stamp, message in events)
-
-
 class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
     service = "sagemaker"
 
     def __init__(self, cloud) -> None:
         super().__init__(cloud)
-        self._lock = threading.RLock()
-        self._status: dict[str, str] = {}
+        self._lock = threading.Lock()  # guards the list of background threads
         self._threads: list[threading.Thread] = []
         self._closing = False
-        self.manager: EndpointManager | None = None  # type: ignore[assignment]
+        self.manager: EndpointManager | None = None
+        self.deployments: EndpointDeployments | None = None  # type: ignore[assignment]
         self.training: TrainingJobs | None = None
         self.tuning: TuningJobs | None = None
         self.tags = SageMakerTags(cloud.store, self.arn)
@@ -115,20 +99,20 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
 
     def start(self) -> None:
         settings = self.cloud.settings
-        providers = self.cloud.providers
         work = settings.state_dir / "sagemaker"
         self.manager = EndpointManager(
             work,
             max_instances=settings.max_instances,
-            metric_sink=self.cloud.metrics if "cloudwatch" in providers else NullMetricSink(),
-            log_sink=self.cloud.logs if "logs" in providers else FileLogSink(work / "logs"),
+            metric_sink=self.cloud.metrics,
+            log_sink=self.cloud.logs,
             # Instance metrics have one-minute resolution on AWS; sample a few times per (scaled) minute.
             sample_interval_s=max(1.0, min(10.0, settings.time_scale_s / 6)),
             fetch_model_data=self.fetch_model_data,
             sandbox=self.cloud.sandbox,
             max_in_flight_per_instance=settings.endpoint_max_in_flight,
         )
-        self.restore()
+        self.deployments = EndpointDeployments(self.cloud.store, self.manager, self.spawn, self.arn)
+        self.deployments.restore()
         self.training = build_training(self.cloud, work / "jobs")
         self.tuning = TuningJobs(
             store=self.cloud.store, region=settings.region, account=settings.account_id,
