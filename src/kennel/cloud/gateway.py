@@ -2,7 +2,8 @@
 
 Per request: read the body (size-limited) → route to (service, operation) → verify SigV4 → parse and
 validate the parameters from botocore's model → authorise ``prefix:Operation`` on the resource with
-IAM → run the provider → serialize. This module is the only place errors become HTTP responses,
+IAM → run the provider → serialize. Every AWS API error of the JSON, rest-json and query services
+becomes an HTTP response here (S3's proxy, ``objectstore/proxy.py``, renders S3's XML errors itself),
 and nothing a client sends can make it answer anything but a well-formed AWS error.
 """
 
