@@ -1,7 +1,9 @@
 """Every authorisation decision, recorded off the request path.
 
-Requests only enqueue; a writer thread commits batches, and also updates RoleLastUsed and the access
-keys' last use from the same records (the data IAM's access advisor is built from).
+Requests only enqueue; a writer (a consumer loop) commits batches, and also updates RoleLastUsed and
+the access keys' last use from the same records (the data IAM's access advisor is built from). A batch
+is what arrives until the queue has been quiet for ``flush_interval_s``, or less when someone waits on
+a flush.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import update
 
 from kennel.cloud.auth import tables as t
 from kennel.cloud.store import Store
+from kennel.runtime.loop import consumer_loop
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,12 @@ class AuditLog:
     def __init__(self, store: Store, *, flush_interval_s: float = 0.2) -> None:
         self.store = store
         self.flush_interval_s = flush_interval_s
-        self._queue: queue.Queue[AuditRecord | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="kennel-audit", daemon=True)
-        self._thread.start()
+        # None is the stop nudge: it ends a gathering batch and unblocks the writer's wait.
+        self._queue: queue.Queue[AuditRecord | _Flush | None] = queue.Queue()
+        self._loop = consumer_loop(
+            "kennel-audit", self._take, self._write, interrupt=lambda: self._queue.put(None)
+        )
+        self._loop.start()
 
     def record(self, entry: AuditRecord) -> None:
         self._queue.put(entry)
@@ -48,40 +54,41 @@ class AuditLog:
     def flush(self) -> None:
         """Block until everything recorded so far is committed (tests and the advisor call this)."""
         done = threading.Event()
-        self._queue.put(_Flush(done))  # type: ignore[arg-type]
+        self._queue.put(_Flush(done))
         done.wait(timeout=10)
 
     def close(self) -> None:
         self.flush()
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        self._loop.stop(timeout_s=10)  # the loop drains whatever was recorded after the flush
 
-    def _run(self) -> None:
-        while True:
-            batch: list[AuditRecord] = []
-            waiters: list[threading.Event] = []
-            item = self._queue.get()
-            stop = item is None
-            while item is not None:
-                if isinstance(item, _Flush):
-                    waiters.append(item.done)
-                else:
-                    batch.append(item)
-                try:
-                    item = self._queue.get(timeout=self.flush_interval_s if not waiters else 0)
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
+    def _take(self, timeout_s: float) -> _Batch | None:
+        """The next batch: waits up to ``timeout_s`` for a first item, then gathers until a quiet gap."""
+        try:
+            item = self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        batch = _Batch()
+        while item is not None:
+            if isinstance(item, _Flush):
+                batch.waiters.append(item.done)
+            else:
+                batch.records.append(item)
             try:
-                if batch:
-                    self._commit(batch)
-            except Exception:  # the audit trail must never take the gateway down
-                log.exception("could not write %d audit records", len(batch))
-            for waiter in waiters:
+                # A waiting flush() ends the batch at the first gap: commit now rather than gather more.
+                item = self._queue.get(timeout=self.flush_interval_s if not batch.waiters else 0)
+            except queue.Empty:
+                break
+        return batch if batch.records or batch.waiters else None
+
+    def _write(self, batch: _Batch) -> None:
+        try:
+            if batch.records:
+                self._commit(batch.records)
+        except Exception:  # the audit trail must never take the gateway down
+            log.exception("could not write %d audit records", len(batch.records))
+        finally:
+            for waiter in batch.waiters:
                 waiter.set()
-            if stop:
-                return
 
     def _commit(self, batch: list[AuditRecord]) -> None:
         with self.store.write(bump=False) as conn:
@@ -118,3 +125,9 @@ class AuditLog:
 @dataclass(frozen=True)
 class _Flush:
     done: threading.Event
+
+
+@dataclass
+class _Batch:
+    records: list[AuditRecord] = field(default_factory=list)
+    waiters: list[threading.Event] = field(default_factory=list)  # flush() callers to release once written

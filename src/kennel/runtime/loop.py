@@ -3,9 +3,19 @@
 Each tick runs the ``prepare`` callable once, then ``step(key, now)`` for every key that ``keys()``
 lists. Every call is isolated — an exception is logged with its key and counted, and the next key still
 runs — and timed, so a slow or failing step shows up in the log and in ``stats`` instead of stopping
-the loop. ``wake()`` runs the next tick at once; ``stop()`` ends it cleanly. ``ticker`` is the common
-case of one step on a timer. Every background control loop in Kennel (autoscaling, endpoint upkeep,
-tuning, the CloudWatch Logs writer) is one of these.
+the loop. ``wake()`` runs the next tick at once; ``stop()`` ends it cleanly. Three shapes build on it:
+
+* ``ticker``: one step on a timer (Lambda's telemetry and environment reaper, endpoint monitor and
+  health checks);
+* ``writer_loop``: a store writer's flush plus a periodic chore (CloudWatch metrics, CloudWatch Logs);
+* ``consumer_loop``: a step that blocks on a queue and handles what it took, with no wait between
+  items, and a drain on stop (the audit writer, Lambda's asynchronous-event dispatcher, an endpoint's
+  dynamic batcher).
+
+Autoscaling and tuning use ``ControlLoop`` directly, one key per target. Kennel's background timer
+and queue loops are all one of these. Not loops in this sense: short one-shot threads (discarding or
+provisioning an environment), pumps that copy a child's output until it closes, and the sandbox's
+selector over process exits.
 """
 
 from __future__ import annotations
@@ -15,9 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 log = logging.getLogger("kennel.loop")
 SLOW_STEP_S = 1.0
+CONSUMER_POLL_S = 0.25  # how long a consumer's take may block: the longest a stop() waits without a nudge
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,13 +60,23 @@ class ControlLoop:
         prepare: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
         name: str = "kennel-loop",
+        slow_s: float | None = SLOW_STEP_S,
+        interrupt: Callable[[], None] | None = None,
+        final: Callable[[], None] | None = None,
     ) -> None:
+        """``interval_s`` 0: tick again as soon as a tick ends (a step that blocks paces the loop).
+        ``slow_s``: a step taking longer is logged (None: never, for steps that wait by design).
+        ``interrupt``: called by ``stop()`` to unblock a step that is waiting on something.
+        ``final``: run once on the loop's thread after its last tick (a consumer's drain)."""
         self.keys = keys
         self.step = step
         self.prepare = prepare
         self.interval_s = interval_s
         self.clock = clock
         self.name = name
+        self.slow_s = slow_s
+        self.interrupt = interrupt
+        self.final = final
         self.stats = LoopStats()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -68,6 +92,11 @@ class ControlLoop:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self.interrupt is not None:
+            try:
+                self.interrupt()
+            except Exception:  # stopping must not fail because a nudge did
+                log.exception("%s: interrupting the step failed", self.name)
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
             self._thread = None
@@ -83,8 +112,11 @@ class ControlLoop:
                 self.tick()
             except Exception:  # steps are isolated already; this guards the bookkeeping around them
                 log.exception("%s tick failed", self.name)
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
+            if self.interval_s > 0:
+                self._wake.wait(self.interval_s)
+                self._wake.clear()
+        if self.final is not None:
+            self._timed("final", self.final)
 
     def tick(self, now: float | None = None) -> None:
         """One pass over every key (the loop's unit of work; also what a caller runs synchronously)."""
@@ -124,7 +156,7 @@ class ControlLoop:
             stats.runs += 1
             stats.last_duration_s = elapsed
             stats.max_duration_s = max(stats.max_duration_s, elapsed)
-            if elapsed > SLOW_STEP_S:
+            if self.slow_s is not None and elapsed > self.slow_s:
                 log.warning("%s step for %s took %.2f s", self.name, key, elapsed)
 
     def forget(self, key: Hashable) -> None:
@@ -157,3 +189,49 @@ def writer_loop(
             due[0] = clock() + chore_every_s
 
     return ControlLoop(lambda: ("flush", "chore"), step, interval_s=interval_s, clock=clock, name=name)
+
+
+def consumer_loop(
+    name: str,
+    take: Callable[[float], T | None],
+    handle: Callable[[T], None],
+    *,
+    poll_s: float = CONSUMER_POLL_S,
+    interrupt: Callable[[], None] | None = None,
+    slow_s: float | None = None,
+) -> ControlLoop:
+    """A queue consumer's loop (not started): each step is ``take(poll_s)``, which blocks at most
+    ``poll_s`` and returns an item or None (nothing yet), then ``handle(item)``; the next step starts at
+    once, so items are never held back by a timer. ``stop()`` returns within ``poll_s`` (at once when
+    ``interrupt`` unblocks ``take``); after the last step the loop drains: ``take(0)`` and ``handle``
+    until ``take`` returns None, so what was queued before the stop is still handled (a ``take`` that
+    must not hand anything out once closed returns None). ``slow_s`` is off by default because a step
+    includes the blocking wait for work."""
+
+    def step(_key: Hashable, _now: float) -> None:
+        try:
+            item = take(poll_s)
+        except Exception:
+            # A take that fails at once would otherwise spin a core; pause a poll (or until stopped).
+            loop._stop.wait(poll_s)
+            raise
+        if item is not None:
+            handle(item)
+
+    def drain() -> None:
+        while (item := take(0.0)) is not None:
+            try:
+                handle(item)
+            except Exception:  # one bad item must not leave the rest of the queue unhandled
+                log.exception("%s: handling an item while stopping failed", name)
+
+    loop = ControlLoop(
+        lambda: (name,),
+        step,
+        interval_s=0.0,
+        name=name,
+        slow_s=slow_s,
+        interrupt=interrupt,
+        final=drain,
+    )
+    return loop

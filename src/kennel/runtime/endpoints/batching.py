@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kennel.runtime.loop import consumer_loop
+
 
 @dataclass
 class _Job:
@@ -63,8 +65,10 @@ class BatchingPredictor:
         self._closed = False
         self.batches_run = 0
         self.largest_batch = 0
-        self._thread = threading.Thread(target=self._loop, name="kennel-batcher", daemon=True)
-        self._thread.start()
+        # The model thread: a consumer loop whose step takes the next batch and runs it. close() wakes
+        # the condition itself, and the loop's drain runs whatever was queued before it closed.
+        self._loop = consumer_loop("kennel-batcher", self._take, self._run)
+        self._loop.start()
 
     # The handler reads these from the predictor it was given.
     @property
@@ -123,15 +127,16 @@ class BatchingPredictor:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=5)
+        self._loop.stop(timeout_s=5)
 
     # --- the model thread ---------------------------------------------------------------------------
 
-    def _take(self) -> list[_Job] | None:
+    def _take(self, timeout_s: float) -> list[_Job] | None:
+        """The next batch, waiting up to ``timeout_s`` for a first job; None when there is none yet."""
         with self._cond:
-            while not self._queue and not self._closed:
-                self._cond.wait()
-            if self._closed and not self._queue:
+            if not self._queue and not self._closed:
+                self._cond.wait(timeout_s)  # predict() notifies: a lone request is taken the moment it lands
+            if not self._queue:
                 return None
             deadline = self._clock() + self.max_delay_s
             while self._queued_images() < self.max_batch_size and self._preparing > 0:
@@ -158,13 +163,6 @@ class BatchingPredictor:
                 kept.append(job)
         self._queue.extendleft(reversed(kept))
         return taken
-
-    def _loop(self) -> None:
-        while True:
-            jobs = self._take()
-            if jobs is None:
-                return
-            self._run(jobs)
 
     def _run(self, jobs: list[_Job]) -> None:
         total = sum(job.size for job in jobs)

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from kennel.runtime.loop import consumer_loop
+
 log = logging.getLogger("kennel.lambda.events")
 
 DEFAULT_RETRIES = 2
@@ -109,7 +111,8 @@ class EventQueue:
         self._pending = 0
         if journal is not None:
             self._restore(journal)
-        self._dispatcher = threading.Thread(target=self._dispatch, name="lambda-events", daemon=True)
+        # close() wakes the condition itself, so the dispatcher needs no interrupt of its own.
+        self._dispatcher = consumer_loop("lambda-events", self._next_due, self._launch)
         self._dispatcher.start()
 
     def _restore(self, journal: Journal) -> None:
@@ -141,16 +144,24 @@ class EventQueue:
         with self._wake:
             return self._pending
 
-    def _dispatch(self) -> None:
+    def _next_due(self, timeout_s: float) -> Event | None:
+        """The earliest event once it is due, waiting up to ``timeout_s``; None when closed (the queue
+        is journaled, so nothing is lost by not dispatching what is left)."""
         with self._wake:
-            while not self._closed:
-                now = self.clock()
-                if self._heap and self._heap[0][0] <= now:
-                    _, _, event = heapq.heappop(self._heap)
-                    self._pool.submit(self._attempt, event)
-                    continue
-                wait = self._heap[0][0] - now if self._heap else None
-                self._wake.wait(wait)
+            if self._closed:
+                return None
+            if not self._due(self.clock()):
+                wait = min(timeout_s, self._heap[0][0] - self.clock()) if self._heap else timeout_s
+                self._wake.wait(max(0.0, wait))  # submit() and retries notify: an earlier event ends it
+                if self._closed or not self._due(self.clock()):
+                    return None
+            return heapq.heappop(self._heap)[2]
+
+    def _due(self, now: float) -> bool:
+        return bool(self._heap) and self._heap[0][0] <= now
+
+    def _launch(self, event: Event) -> None:
+        self._pool.submit(self._attempt, event)
 
     def _attempt(self, event: Event) -> None:
         try:
@@ -188,5 +199,5 @@ class EventQueue:
         with self._wake:
             self._closed = True
             self._wake.notify_all()
-        self._dispatcher.join(timeout=5)
+        self._dispatcher.stop(timeout_s=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
