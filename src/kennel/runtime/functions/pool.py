@@ -3,8 +3,13 @@
 ``invoke`` is called on a gateway worker thread and blocks while the function runs. Under one lock it
 reads the in-flight counts, asks ``admission.admit`` (pure) and claims its slot and, when there is one,
 a warm environment; spawning, Init and the invocation itself run outside the lock. Environments are
-reused while their function version's revision is unchanged; a background thread stops those idle
-longer than ``idle_timeout_s`` and replaces provisioned environments that died.
+reused while their function version's revision is unchanged; a reaper loop stops those idle longer
+than ``idle_timeout_s`` (or older than ``max_age_s``), and provisioned environments that die are
+replaced when they are released.
+
+Environments come from ``environment`` (the real :class:`Environment` by default) and times from
+``clock`` (monotonic: idleness) and ``wall_clock`` (epoch: age, log timestamps), so the pool's logic can
+run against a fake factory and a fake clock.
 """
 
 from __future__ import annotations
@@ -18,16 +23,33 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kennel.runtime.functions import reports
 from kennel.runtime.functions.admission import AccountState, FunctionState, Pool, Reason, admit
 from kennel.runtime.functions.emitter import Emitter
 from kennel.runtime.functions.environment import Environment, FunctionSpec, InitFailed, Outcome
+from kennel.runtime.loop import ticker
 from kennel.runtime.sandbox import Sandbox
 
 log = logging.getLogger("kennel.lambda.runtime")
 
 Credentials = Callable[[FunctionSpec], Mapping[str, str]]
+
+
+class EnvironmentFactory(Protocol):
+    """Starts one environment (the process is spawned; Init is awaited with ``wait_ready``)."""
+
+    def __call__(
+        self,
+        spec: FunctionSpec,
+        credentials: Mapping[str, str],
+        root: Path,
+        *,
+        sandbox: Sandbox,
+        provisioned: bool = False,
+        python: str = ...,
+    ) -> Environment: ...
 
 
 class Throttled(Exception):
@@ -78,7 +100,9 @@ class FunctionRuntime:
         idle_timeout_s: float = 600.0,
         max_age_s: float = 4 * 3600.0,
         python: str = sys.executable,
-        environment: type[Environment] = Environment,
+        environment: EnvironmentFactory = Environment,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -89,6 +113,8 @@ class FunctionRuntime:
         self.max_age_s = max_age_s
         self.python = python
         self.environment = environment
+        self.clock = clock  # compared with Environment.last_used
+        self.wall_clock = wall_clock  # compared with Environment.created; log event timestamps
         self.sandbox = sandbox  # every environment starts through it
         self._lock = threading.Lock()
         self._reserved: dict[str, int] = {}
@@ -98,7 +124,8 @@ class FunctionRuntime:
         self._live: dict[tuple[str, str], str] = {}  # (function, version) -> current revision
         self._provisioned: dict[tuple[str, str], ProvisionedPool] = {}
         self._closed = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="lambda-reaper", daemon=True)
+        reap_every_s = max(0.05, min(1.0, self.idle_timeout_s / 4))
+        self._reaper = ticker("lambda-reaper", reap_every_s, self.reap)
         self._reaper.start()
 
     # ----- configuration the provider pushes ------------------------------------------------------
@@ -214,7 +241,7 @@ class FunctionRuntime:
             )
 
     def _cold_start(self, spec: FunctionSpec, call: Invocation) -> tuple[Environment | None, Outcome | None]:
-        started = time.time()
+        started = self.wall_clock()
         credentials = self.credentials(spec)  # the caller's error (the role cannot be assumed) propagates
         try:
             env = self.environment(spec, credentials, self.root, sandbox=self.sandbox, python=self.python)
@@ -236,7 +263,7 @@ class FunctionRuntime:
         self, spec: FunctionSpec, env: Environment, call: Invocation, failed: InitFailed, started: float
     ) -> Outcome:
         """An Init that failed answers the invocation that caused it (and the environment is gone)."""
-        ended = time.time()
+        ended = self.wall_clock()
         rid = call.request_id
         events = reports.log_events(failed.output, started)
         events.append((ended, reports.start_line(rid, spec.version)))
@@ -344,7 +371,7 @@ class FunctionRuntime:
                         pool.status, pool.reason = "READY", None
                     return
                 pool.starting += 1
-            started = time.time()
+            started = self.wall_clock()
             try:
                 env = self.environment(
                     pool.spec,
@@ -384,13 +411,14 @@ class FunctionRuntime:
     # ----- housekeeping -----------------------------------------------------------------------------
     def reap(self, now: float | None = None) -> int:
         """Stop on-demand environments idle past the timeout (or too old); returns how many."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
+        wall = self.wall_clock()
         doomed: list[Environment] = []
         with self._lock:
             for key, stack in list(self._idle.items()):
                 keep = []
                 for env in stack:
-                    too_old = time.time() - env.created > self.max_age_s
+                    too_old = wall - env.created > self.max_age_s
                     if not env.alive or too_old or now - env.last_used > self.idle_timeout_s:
                         doomed.append(env)
                     else:
@@ -403,14 +431,6 @@ class FunctionRuntime:
             env.discard()
         return len(doomed)
 
-    def _reap_loop(self) -> None:
-        tick = max(0.05, min(1.0, self.idle_timeout_s / 4))
-        while not self._closed.wait(tick):
-            try:
-                self.reap()
-            except Exception:  # housekeeping must outlive any one failure
-                log.exception("reaping environments failed")
-
     def environments(self) -> int:
         with self._lock:
             idle = sum(len(s) for s in self._idle.values())
@@ -418,6 +438,7 @@ class FunctionRuntime:
 
     def close(self) -> None:
         self._closed.set()
+        self._reaper.stop(timeout_s=5)
         with self._lock:
             doomed = [env for stack in self._idle.values() for env in stack] + list(self._busy)
             for pool in self._provisioned.values():
@@ -426,7 +447,6 @@ class FunctionRuntime:
             self._provisioned.clear()
         for env in doomed:
             env.discard()
-        self._reaper.join(timeout=5)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
