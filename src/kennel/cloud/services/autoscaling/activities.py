@@ -47,7 +47,7 @@ class ActivitiesMixin:
             query = query.where(c.not_scaled.is_(None))
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        chunk, token = page(rows, params, limit=ACTIVITIES_PAGE)
+        chunk, token = page(rows, params, limit=ACTIVITIES_PAGE, key=lambda r: (r.seq,), descending=True)
         out: dict[str, Any] = {"ScalingActivities": [_shape(r) for r in chunk]}
         if token:
             out["NextToken"] = token

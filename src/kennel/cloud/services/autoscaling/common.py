@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from kennel.cloud.errors import ValidationException, error_class
-from kennel.cloud.services.paging import page_after
+from kennel.cloud.services.paging import Paginator, Scalar
 
 ObjectNotFound = error_class("ObjectNotFoundException")
 InvalidNextToken = error_class("InvalidNextTokenException")
 LimitExceeded = error_class("LimitExceededException")
+
+PAGES = Paginator(lambda _token: InvalidNextToken("Invalid token"))
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -113,14 +117,20 @@ def when(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
-def page(items: list, params: dict, *, limit: int) -> tuple[list, str | None]:
-    """Offset pagination behind an opaque token; MaxResults above ``limit`` is refused as AWS does."""
+def page(
+    items: list,
+    params: dict,
+    *,
+    limit: int,
+    key: Callable[[Any], Sequence[Scalar]],
+    descending: bool = False,
+) -> tuple[list, str | None]:
+    """A page of ``items`` in ``key`` order (unique per item) behind a token naming the last key returned;
+    MaxResults above ``limit`` is refused as AWS does."""
     size = params.get("MaxResults")
     if size is not None and not 1 <= size <= limit:
         raise ValidationException(
             f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy constraint: "
             f"Member must have value {f'less than or equal to {limit}' if size > limit else 'greater than 0'}"
         )
-    return page_after(
-        items, size or limit, params.get("NextToken"), invalid=lambda: InvalidNextToken("Invalid token")
-    )
+    return PAGES.page(items, key, limit=size or limit, token=params.get("NextToken"), descending=descending)

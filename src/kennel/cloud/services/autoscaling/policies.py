@@ -153,7 +153,7 @@ class PoliciesMixin:
             query = query.where(c.name.in_(params["PolicyNames"]))
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        chunk, token = page(rows, params, limit=POLICIES_PAGE)
+        chunk, token = page(rows, params, limit=POLICIES_PAGE, key=lambda r: (r.created, r.name, r.arn))
         out: dict[str, Any] = {"ScalingPolicies": [self._policy_shape(r) for r in chunk]}
         if token:
             out["NextToken"] = token

@@ -100,7 +100,7 @@ class ScheduledMixin:
             query = query.where(c.name.in_(params["ScheduledActionNames"]))
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        chunk, token = page(rows, params, limit=SCHEDULED_PAGE)
+        chunk, token = page(rows, params, limit=SCHEDULED_PAGE, key=lambda r: (r.created, r.name, r.arn))
         out: dict[str, Any] = {"ScheduledActions": [_shape(r) for r in chunk]}
         if token:
             out["NextToken"] = token

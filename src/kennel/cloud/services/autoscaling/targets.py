@@ -116,7 +116,9 @@ class TargetsMixin:
             query = query.where(t.targets.c.resource_id.in_(params["ResourceIds"]))
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        chunk, token = page(rows, params, limit=TARGETS_PAGE)
+        chunk, token = page(
+            rows, params, limit=TARGETS_PAGE, key=lambda r: (r.created, r.resource_id, r.dimension)
+        )
         out: dict[str, Any] = {"ScalableTargets": [_target_shape(r) for r in chunk]}
         if token:
             out["NextToken"] = token

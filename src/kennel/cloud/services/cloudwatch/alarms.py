@@ -21,7 +21,6 @@ other than scaling-policy ARNs (SNS topics, EC2 actions) are stored and listed b
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -36,7 +35,7 @@ from kennel.cloud.errors import error_class
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as cw
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, evaluate
-from kennel.cloud.services.cloudwatch.metricdata import dimension_key
+from kennel.cloud.services.cloudwatch.metricdata import PAGES, dimension_key
 from kennel.cloud.services.cloudwatch.recorder import MetricRecorder
 from kennel.cloud.store import Store, metadata
 from kennel.runtime.autoscaling import alarms as rules
@@ -48,7 +47,6 @@ ResourceNotFound = error_class("ResourceNotFound", 404)
 InvalidParameterValue = error_class("InvalidParameterValue")
 InvalidParameterCombination = error_class("InvalidParameterCombination")
 InvalidFormat = error_class("InvalidFormat")
-InvalidNextToken = error_class("InvalidNextToken")
 
 alarms_table = Table(
     "cw_alarms",
@@ -188,22 +186,21 @@ class AlarmEngine:
             return {"MetricAlarms": [], "CompositeAlarms": []}  # Kennel has no composite alarms
         names, prefix = set(params.get("AlarmNames") or ()), params.get("AlarmNamePrefix")
         state, action_prefix = params.get("StateValue"), params.get("ActionPrefix")
-        after = _decode(params["NextToken"]) if params.get("NextToken") else None
         limit = params.get("MaxRecords") or DESCRIBE_PAGE
         with self._lock:
-            alarms = sorted(self._alarms.values(), key=lambda a: a.name)
+            alarms = list(self._alarms.values())
         picked = [
             a
             for a in alarms
             if (not names or a.name in names)
             and (not prefix or a.name.startswith(prefix))
             and (not state or a.state == state)
-            and (after is None or a.name > after)
             and (not action_prefix or any(x.startswith(action_prefix) for x in _actions(a.config)))
         ]
-        out: dict[str, Any] = {"MetricAlarms": [_shape(a) for a in picked[:limit]], "CompositeAlarms": []}
-        if len(picked) > limit:
-            out["NextToken"] = _encode(picked[limit - 1].name)
+        page, token = PAGES.page(picked, lambda a: (a.name,), limit=limit, token=params.get("NextToken"))
+        out: dict[str, Any] = {"MetricAlarms": [_shape(a) for a in page], "CompositeAlarms": []}
+        if token:
+            out["NextToken"] = token
         return out
 
     # ----- DeleteAlarms ---------------------------------------------------------------------------------
@@ -414,14 +411,3 @@ def _shape(alarm: _Alarm) -> dict:
     if alarm.reason_data:
         out["StateReasonData"] = alarm.reason_data
     return out
-
-
-def _encode(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def _decode(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidNextToken("The NextToken is invalid.") from None

@@ -3,12 +3,13 @@
 Each MetricStat query reads one metric into one value per period (data with different units is merged
 unless the query names a Unit). Expressions are evaluated over those series (``expressions.py``); an
 expression that reduces to a scalar is reported at every timestamp the request's metric queries have.
-Pages cut the concatenated results after MaxDatapoints values; a result cut short says PartialData.
+Pages cut the concatenated results after MaxDatapoints values; a result cut short says PartialData. The
+token names the last (query, timestamp) returned, so a period that gains its first datapoint between two
+pages neither repeats a value nor hides one, and it is bound to the request's fingerprint.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
@@ -21,10 +22,18 @@ from kennel.cloud.services.base import Context
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, Series, Value, evaluate
 from kennel.cloud.services.cloudwatch.recorder import Dimensions
+from kennel.cloud.services.paging import Paginator
 
 InvalidParameterValue = error_class("InvalidParameterValue")
 InvalidParameterCombination = error_class("InvalidParameterCombination")
 InvalidNextToken = error_class("InvalidNextToken")
+
+# CloudWatch's paginator for its listings (DescribeAlarms, ListMetrics), and GetMetricData's, whose
+# tokens are bound to the request and say so when refused.
+PAGES = Paginator(lambda _token: InvalidNextToken("The NextToken is invalid."))
+METRIC_DATA_PAGES = Paginator(
+    lambda _token: InvalidNextToken("The NextToken does not belong to this request or is malformed.")
+)
 
 MAX_QUERIES = 500
 DEFAULT_MAX_DATAPOINTS = 100_800
@@ -97,7 +106,7 @@ class MetricDataMixin:
                 stamps = set().union(*(resolve(q["Id"]) for q in queries if "MetricStat" in q))  # type: ignore[arg-type]
                 value = {} if math.isnan(value) else dict.fromkeys(stamps, value)
             results.append((query, sorted(value.items(), reverse=descending)))
-        return _page(params, results)
+        return _page(params, results, descending)
 
     def _stat_series(self, stat: dict, start: int, end: float) -> Series:
         metric = stat["Metric"]
@@ -168,38 +177,40 @@ def _fingerprint(params: dict) -> str:
     return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
 
 
-def _page(params: dict, results: list[tuple[dict, list[tuple[int, float]]]]) -> dict:
+def _page(params: dict, results: list[tuple[dict, list[tuple[int, float]]]], descending: bool) -> dict:
     limit = params.get("MaxDatapoints") or DEFAULT_MAX_DATAPOINTS
     if limit < 1:
         raise ValidationError("MaxDatapoints must be at least 1.")
-    fingerprint = _fingerprint(params)
-    offset = _decode_token(params["NextToken"], fingerprint) if params.get("NextToken") else 0
-    page_end = offset + limit
+    # Every value keyed by (its result's index, its timestamp in scan order): results keep the order
+    # of the request's queries, which the fingerprint pins, and a series has one value per timestamp.
+    points = [(index, at, value) for index, (_, series) in enumerate(results) for at, value in series]
+
+    def key(point: tuple[int, int, float]) -> tuple[int, int]:
+        return point[0], -point[1] if descending else point[1]
+
+    page, token = METRIC_DATA_PAGES.page(
+        points, key, limit=limit, token=params.get("NextToken"), scope=_fingerprint(params)
+    )
+    # A result is complete when nothing of it, or of any result before it, is left for a later page.
+    if token is None:
+        first_left = len(results)
+    else:
+        last = key(page[-1])
+        first_left = min(point[0] for point in points if key(point) > last)
+    chunks: dict[int, list[tuple[int, float]]] = {}
+    for index, at, value in page:
+        chunks.setdefault(index, []).append((at, value))
     out: list[dict[str, Any]] = []
-    cursor = 0
-    for query, points in results:
-        chunk = points[max(offset - cursor, 0) : max(page_end - cursor, 0)]
+    for index, (query, _) in enumerate(results):
+        chunk = chunks.get(index, [])
         out.append({
             "Id": query["Id"], "Label": _label(query),
             "Timestamps": [datetime.fromtimestamp(at, UTC) for at, _ in chunk],
             "Values": [value for _, value in chunk],
-            "StatusCode": "Complete" if cursor + len(points) <= page_end else "PartialData",
+            "StatusCode": "Complete" if index < first_left else "PartialData",
             "Messages": [],
         })  # fmt: skip
-        cursor += len(points)
     result: dict[str, Any] = {"MetricDataResults": out, "Messages": []}
-    if page_end < cursor:
-        raw = json.dumps({"offset": page_end, "request": fingerprint}).encode()
-        result["NextToken"] = base64.urlsafe_b64encode(raw).decode()
+    if token is not None:
+        result["NextToken"] = token
     return result
-
-
-def _decode_token(token: str, fingerprint: str) -> int:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-        offset = decoded["offset"]
-        if decoded["request"] != fingerprint or not isinstance(offset, int) or offset < 0:
-            raise ValueError
-    except (ValueError, TypeError, KeyError):
-        raise InvalidNextToken("The NextToken does not belong to this request or is malformed.") from None
-    return offset

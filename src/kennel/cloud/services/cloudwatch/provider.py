@@ -9,7 +9,6 @@ permissions in AWS, so every operation is authorised on ``*``.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
 from kennel.cloud.services.cloudwatch.alarms import AlarmEngine
 from kennel.cloud.services.cloudwatch.metricdata import (
-    InvalidNextToken,
+    PAGES,
     InvalidParameterCombination,
     InvalidParameterValue,
     MetricDataMixin,
@@ -201,12 +200,11 @@ class CloudWatchProvider(MetricDataMixin, Provider):
             query = query.where(t.metrics.c.namespace == params["Namespace"])
         if params.get("MetricName"):
             query = query.where(t.metrics.c.name == params["MetricName"])
-        if params.get("NextToken"):
-            query = query.where(t.metrics.c.id > _decode_list_token(params["NextToken"]))
+        after = PAGES.decode_token(params.get("NextToken"), like=(int,))
+        if after is not None:
+            query = query.where(t.metrics.c.id > after[0])  # the query is in id order: resume past the last
         filters = [(f["Name"], f.get("Value")) for f in params.get("Dimensions") or []]
-        metrics: list[dict[str, Any]] = []
-        result: dict[str, Any] = {"Metrics": metrics}
-        last_id = 0
+        found: list[tuple[int, dict[str, Any]]] = []
         with self.cloud.store.read() as conn:
             for row in conn.execute(query):
                 dims = dict(json.loads(row.dimensions))
@@ -214,12 +212,16 @@ class CloudWatchProvider(MetricDataMixin, Provider):
                     key not in dims or (value is not None and dims[key] != value) for key, value in filters
                 ):
                     continue
-                if len(metrics) == LIST_PAGE:
-                    result["NextToken"] = _list_token(last_id)
-                    break
                 pairs = [{"Name": k, "Value": v} for k, v in dims.items()]
-                metrics.append({"Namespace": row.namespace, "MetricName": row.name, "Dimensions": pairs})
-                last_id = row.id
+                found.append(
+                    (row.id, {"Namespace": row.namespace, "MetricName": row.name, "Dimensions": pairs})
+                )
+                if len(found) > LIST_PAGE:  # one beyond the page says another page follows
+                    break
+        page, token = PAGES.cut(found, LIST_PAGE, key=lambda pair: (pair[0],))
+        result: dict[str, Any] = {"Metrics": [metric for _, metric in page]}
+        if token:
+            result["NextToken"] = token
         return result
 
 
@@ -295,17 +297,3 @@ def _check_datum(datum: dict, label: str, now: float) -> tuple[Dimensions, int]:
             f"The parameter {label}.Timestamp must specify a time no more than two hours in the future."
         )
     return dimension_key(dimensions), math.floor(moment)
-
-
-def _list_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
-
-
-def _decode_list_token(token: str) -> int:
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-        if not isinstance(after, int):
-            raise ValueError
-    except (ValueError, TypeError, KeyError):
-        raise InvalidNextToken("The NextToken is invalid.") from None
-    return after

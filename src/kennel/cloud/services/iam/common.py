@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from kennel.cloud.errors import error_class
 from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
-from kennel.cloud.services.paging import page_after
+from kennel.cloud.services.paging import Paginator, Scalar
 
 NoSuchEntity = error_class("NoSuchEntity", 404)
 EntityAlreadyExists = error_class("EntityAlreadyExists", 409)
@@ -15,6 +17,8 @@ DeleteConflict = error_class("DeleteConflict", 409)
 LimitExceeded = error_class("LimitExceeded", 409)
 MalformedPolicy = error_class("MalformedPolicyDocument", 400)
 InvalidInput = error_class("InvalidInput", 400)
+
+PAGES = Paginator(lambda _marker: InvalidInput("Invalid Marker."))
 
 MAX_POLICY_BYTES = {"managed": 6144, "role-inline": 10240, "user-inline": 2048, "trust": 2048}
 
@@ -50,12 +54,17 @@ def _compact(text: str) -> str | None:
         return None
 
 
-def paginate(items: list, params: dict, *, default_max: int = 100) -> tuple[list, dict]:
-    """IAM's Marker/MaxItems/IsTruncated pagination over an already-sorted list."""
+def paginate(
+    items: list,
+    params: dict,
+    *,
+    key: Callable[[Any], Sequence[Scalar]],
+    descending: bool = False,
+    default_max: int = 100,
+) -> tuple[list, dict]:
+    """IAM's Marker/MaxItems/IsTruncated pagination, in ``key`` order (unique per item)."""
     limit = int(params.get("MaxItems") or default_max)
-    page, marker = page_after(
-        items, limit, params.get("Marker"), invalid=lambda: InvalidInput("Invalid Marker.")
-    )
+    page, marker = PAGES.page(items, key, limit=limit, token=params.get("Marker"), descending=descending)
     extra: dict = {"IsTruncated": marker is not None}
     if marker is not None:
         extra["Marker"] = marker

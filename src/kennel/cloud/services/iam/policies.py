@@ -103,7 +103,7 @@ class PoliciesMixin:
             shapes = [self._policy_shape(conn, r) for r in rows]
         if params.get("OnlyAttached"):
             shapes = [s for s in shapes if s["AttachmentCount"]]
-        page, extra = paginate(shapes, params)
+        page, extra = paginate(shapes, params, key=lambda s: (s["PolicyName"], s["Arn"]))
         return {"Policies": page, **extra}
 
     def delete_policy(self, params: dict, ctx: Context) -> dict:
@@ -190,7 +190,9 @@ class PoliciesMixin:
                 .where(t.policy_versions.c.policy_arn == params["PolicyArn"])
                 .order_by(t.policy_versions.c.created.desc())
             ).all()
-        page, extra = paginate(rows, params)
+        page, extra = paginate(
+            rows, params, key=lambda r: (r.created, int(r.version_id[1:])), descending=True
+        )
         return {
             "Versions": [self._version_shape(r, policy.default_version, with_document=False) for r in page],
             **extra,
@@ -258,7 +260,7 @@ class PoliciesMixin:
                 .where(t.attachments.c.principal_type == kind, t.attachments.c.principal_name == name)
                 .order_by(t.policies.c.name)
             ).all()
-        page, extra = paginate(rows, params)
+        page, extra = paginate(rows, params, key=lambda r: (r.name, r.arn))
         return {"AttachedPolicies": [{"PolicyName": r.name, "PolicyArn": r.arn} for r in page], **extra}
 
     def attach_role_policy(self, params: dict, ctx: Context) -> dict:
@@ -350,7 +352,7 @@ class PoliciesMixin:
                 .scalars()
                 .all()
             )
-        page, extra = paginate(list(names), params)
+        page, extra = paginate(list(names), params, key=lambda name: (name,))
         return {"PolicyNames": page, **extra}
 
     def put_role_policy(self, params: dict, ctx: Context) -> dict:

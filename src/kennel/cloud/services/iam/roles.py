@@ -88,7 +88,7 @@ class RolesMixin:
         with self.cloud.store.read() as conn:
             rows = conn.execute(select(t.roles).order_by(t.roles.c.name)).all()
         rows = [r for r in rows if r.path.startswith(prefix)]
-        page, extra = paginate(rows, params)
+        page, extra = paginate(rows, params, key=lambda r: (r.name,))
         return {"Roles": [self._role_shape(r, ctx.account) for r in page], **extra}
 
     def update_role(self, params: dict, ctx: Context) -> dict:

@@ -86,7 +86,7 @@ class UsersMixin:
         with self.cloud.store.read() as conn:
             rows = conn.execute(select(t.users).order_by(t.users.c.name)).all()
         rows = [r for r in rows if r.path.startswith(prefix)]
-        page, extra = paginate(rows, params)
+        page, extra = paginate(rows, params, key=lambda r: (r.name,))
         return {"Users": [self._user_shape(r, ctx.account) for r in page], **extra}
 
     def delete_user(self, params: dict, ctx: Context) -> dict:
@@ -169,7 +169,7 @@ class UsersMixin:
                 .where(t.access_keys.c.user_name == name)
                 .order_by(t.access_keys.c.created)
             ).all()
-        page, extra = paginate(rows, params)
+        page, extra = paginate(rows, params, key=lambda r: (r.created, r.access_key_id))
         metadata = [
             {
                 "UserName": r.user_name,

@@ -106,7 +106,7 @@ class AliasesMixin:
             ).all()
         if params.get("FunctionVersion"):
             rows = [r for r in rows if r.version == params["FunctionVersion"]]
-        chunk, marker = m.page(rows, params.get("Marker"), params.get("MaxItems"))
+        chunk, marker = m.page(rows, params.get("Marker"), params.get("MaxItems"), key=lambda r: (r.name,))
         out: dict = {"Aliases": [self._alias_shape(name, r) for r in chunk]}
         if marker:
             out["NextMarker"] = marker

@@ -192,7 +192,9 @@ class ConcurrencyMixin:
                 .where(t.provisioned.c.function == name)
                 .order_by(t.provisioned.c.qualifier)
             ).all()
-        chunk, marker = m.page(rows, params.get("Marker"), params.get("MaxItems"))
+        chunk, marker = m.page(
+            rows, params.get("Marker"), params.get("MaxItems"), key=lambda r: (r.qualifier,)
+        )
         items = [
             {"FunctionArn": self._arn(name, r.qualifier), **self._provisioned_shape(name, r)} for r in chunk
         ]

@@ -245,10 +245,12 @@ class FunctionsMixin:
             query = query.where(t.versions.c.version == m.LATEST)
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        rows.sort(
-            key=lambda r: (r.function, r.version != m.LATEST, int(r.version) if r.version.isdigit() else 0)
+        chunk, marker = m.page(
+            rows,
+            params.get("Marker"),
+            params.get("MaxItems"),
+            key=lambda r: (r.function, m.version_order(r.version)),
         )
-        chunk, marker = m.page(rows, params.get("Marker"), params.get("MaxItems"))
         out: dict = {"Functions": [self._configuration(r.function, r) for r in chunk]}
         if marker:
             out["NextMarker"] = marker
@@ -408,8 +410,9 @@ class FunctionsMixin:
         with self.cloud.store.read() as conn:
             self._function_row(conn, name)
             rows = conn.execute(select(t.versions).where(t.versions.c.function == name)).all()
-        rows.sort(key=lambda r: -1 if r.version == m.LATEST else int(r.version))
-        chunk, marker = m.page(rows, params.get("Marker"), params.get("MaxItems"))
+        chunk, marker = m.page(
+            rows, params.get("Marker"), params.get("MaxItems"), key=lambda r: (m.version_order(r.version),)
+        )
         out: dict = {"Versions": [self._configuration(name, r, qualified=True) for r in chunk]}
         if marker:
             out["NextMarker"] = marker

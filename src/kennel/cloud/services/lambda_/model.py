@@ -6,9 +6,11 @@ import base64
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kennel.cloud.errors import error_class
-from kennel.cloud.services.paging import page_after
+from kennel.cloud.services.paging import Paginator, Scalar
 
 InvalidParameterValue = error_class("InvalidParameterValueException", 400)
 ResourceNotFound = error_class("ResourceNotFoundException", 404)
@@ -136,6 +138,17 @@ def check_runtime(runtime: str | None, package_type: str | None) -> None:
         raise user(f"Kennel runs Python functions only: runtime {runtime} is not supported (use python3.x).")
 
 
-def page(items: list, marker: str | None, max_items: int | None) -> tuple[list, str | None]:
-    """Lambda's Marker/MaxItems pagination over a sorted list; the marker is an opaque position."""
-    return page_after(items, max_items or DEFAULT_PAGE, marker, invalid=lambda: user("Invalid marker."))
+PAGES = Paginator(lambda _marker: user("Invalid marker."))
+
+
+def page(
+    items: list, marker: str | None, max_items: int | None, *, key: Callable[[Any], Sequence[Scalar]]
+) -> tuple[list, str | None]:
+    """Lambda's Marker/MaxItems pagination in ``key`` order (unique per item); the marker names the
+    last key returned."""
+    return PAGES.page(items, key, limit=max_items or DEFAULT_PAGE, token=marker)
+
+
+def version_order(version: str) -> int:
+    """Where a version sorts among its function's: $LATEST first, then the published ones by number."""
+    return -1 if version == LATEST else int(version)

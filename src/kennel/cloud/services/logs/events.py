@@ -2,14 +2,14 @@
 
 GetLogEvents tokens name a position between events — ``f/<pos>`` reads forward from there, ``b/<pos>``
 backward — where a position is (timestamp, event id) written as fixed-width digits. A page that finds
-nothing hands back the token it was given, which is how AWS tells a follower it reached the end.
+nothing hands back the token it was given, which is how AWS tells a follower it reached the end. They stay
+apart from the paginator (``kennel.cloud.services.paging``) that the Describe* operations and
+FilterLogEvents use: they move both ways from a position, and a follower compares them for equality.
 """
 
 from __future__ import annotations
 
-import base64
 import itertools
-import json
 import time
 from typing import Any
 
@@ -20,8 +20,12 @@ from kennel.cloud.services.base import Context
 from kennel.cloud.services.logs import tables as t
 from kennel.cloud.services.logs.filter import FilterPatternError, compile_pattern
 from kennel.cloud.services.logs.writer import DAY_MS
+from kennel.cloud.services.paging import Paginator
 
 InvalidParameter = error_class("InvalidParameterException")
+
+# CloudWatch Logs' paginator: DescribeLogGroups, DescribeLogStreams and FilterLogEvents.
+PAGES = Paginator(lambda _token: InvalidParameter("The specified nextToken is invalid."))
 
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576
@@ -158,7 +162,9 @@ class EventsMixin:
             conditions.append(
                 t.events.c.timestamp <= params["endTime"]
             )  # inclusive here, unlike GetLogEvents
-        cursor = _parse_filter_token(params["nextToken"], group_id) if params.get("nextToken") else None
+        # The token is the last event examined, not the last returned (a scan may stop on a non-match),
+        # and it is bound to the group it scanned.
+        cursor = PAGES.decode_token(params.get("nextToken"), like=(int, int), scope=str(group_id))
         limit = params.get("limit") or 10_000
         found: list[dict[str, Any]] = []
         budget, examined = MAX_PAGE_BYTES, 0
@@ -190,11 +196,11 @@ class EventsMixin:
                               "message": message, "ingestionTime": ingested,
                               "eventId": f"{stamp:019d}{event_id:037d}"})  # fmt: skip
                 if len(found) >= limit or budget <= 0:
-                    return _filter_page(found, _filter_token(group_id, cursor))
+                    return _filter_page(found, PAGES.encode_token(cursor, str(group_id)))
             if len(rows) < FILTER_CHUNK:
                 return _filter_page(found, None)
             if examined >= FILTER_SCAN_LIMIT:  # AWS too answers long scans with partial pages and a token
-                return _filter_page(found, _filter_token(group_id, cursor))
+                return _filter_page(found, PAGES.encode_token(cursor, str(group_id)))
 
 
 def _filter_page(found: list[dict[str, Any]], token: str | None) -> dict:
@@ -224,21 +230,3 @@ def _parse_position(token: str) -> tuple[str, tuple[int, int]]:
     if direction not in ("f", "b") or len(digits) != _TS_DIGITS + _ID_DIGITS or not digits.isdigit():
         raise InvalidParameter("The specified nextToken is invalid.")
     return direction, (int(digits[:_TS_DIGITS]), int(digits[_TS_DIGITS:]))
-
-
-def _filter_token(group_id: int, cursor: tuple[int, int] | None) -> str | None:
-    if cursor is None:
-        return None
-    raw = json.dumps([group_id, cursor[0], cursor[1]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _parse_filter_token(token: str, group_id: int) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        owner, stamp, event_id = json.loads(raw)
-        if owner != group_id or not all(isinstance(v, int) for v in (stamp, event_id)):
-            raise ValueError
-    except (ValueError, TypeError):
-        raise InvalidParameter("The specified nextToken is invalid.") from None
-    return stamp, event_id

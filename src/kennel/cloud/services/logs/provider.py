@@ -6,7 +6,6 @@ stream on first use) and never raises into the endpoint or function that logs.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ from sqlalchemy import and_, delete, func, select, tuple_, update
 from kennel.cloud.errors import error_class
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.logs import tables as t
-from kennel.cloud.services.logs.events import EventsMixin
+from kennel.cloud.services.logs.events import PAGES, EventsMixin
 from kennel.cloud.services.logs.writer import EventWriter
 
 log = logging.getLogger("kennel.logs")
@@ -178,14 +177,16 @@ class LogsProvider(EventsMixin, Provider):
             query = query.where(t.groups.c.name.in_([_name_from(i) for i in identifiers]))
         if params.get("logGroupClass"):
             query = query.where(t.groups.c.log_group_class == params["logGroupClass"])
-        if params.get("nextToken"):
-            query = query.where(t.groups.c.name > _decode_token(params["nextToken"])[0])
+        after = PAGES.decode_token(params.get("nextToken"), like=(str,))
+        if after is not None:
+            query = query.where(t.groups.c.name > after[0])
         self.writer.flush()
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        result: dict[str, Any] = {"logGroups": [self._group_out(ctx, row) for row in rows[:limit]]}
-        if len(rows) > limit:
-            result["nextToken"] = _encode_token([rows[limit - 1].name])
+        page, token = PAGES.cut(rows, limit, key=lambda row: (row.name,))
+        result: dict[str, Any] = {"logGroups": [self._group_out(ctx, row) for row in page]}
+        if token:
+            result["nextToken"] = token
         return result
 
     def _group_out(self, ctx: Context, row) -> dict:
@@ -287,25 +288,25 @@ class LogsProvider(EventsMixin, Provider):
         query = select(t.streams).where(t.streams.c.group_id == group_id)
         if prefix:
             query = query.where(func.substr(t.streams.c.name, 1, len(prefix)) == prefix)
-        if params.get("nextToken"):
-            after = _decode_token(params["nextToken"])
-            if len(after) != len(keys):
-                raise InvalidParameter("The specified nextToken is invalid.")
+        after = PAGES.decode_token(params.get("nextToken"), like=(int, str) if by_time else (str,))
+        if after is not None:
             query = query.where(
                 tuple_(*keys) < tuple_(*after) if descending else tuple_(*keys) > tuple_(*after)
             )
         query = query.order_by(*(key.desc() for key in keys) if descending else keys).limit(limit + 1)
         with self.cloud.store.read() as conn:
             rows = conn.execute(query).all()
-        arn = self.group_arn(ctx.region, ctx.account, group)
-        result: dict[str, Any] = {"logStreams": [_stream_out(arn, row) for row in rows[:limit]]}
-        if len(rows) > limit:
-            edge = rows[limit - 1]
-            result["nextToken"] = _encode_token(
-                [edge.last_event if edge.last_event is not None else -1, edge.name]
-                if by_time
-                else [edge.name]
+
+        def key(row) -> tuple:  # the row's values of ``keys``, as the next page compares them
+            return (
+                (row.last_event if row.last_event is not None else -1, row.name) if by_time else (row.name,)
             )
+
+        page, token = PAGES.cut(rows, limit, key)
+        arn = self.group_arn(ctx.region, ctx.account, group)
+        result: dict[str, Any] = {"logStreams": [_stream_out(arn, row) for row in page]}
+        if token:
+            result["nextToken"] = token
         return result
 
 
@@ -345,17 +346,3 @@ def _check_tags(tags: dict[str, str]) -> None:
     for key, value in tags.items():
         if not 1 <= len(key) <= 128 or len(value) > 256 or key.startswith("aws:"):
             raise InvalidParameter(f"Invalid tag {key!r}: keys are 1-128 characters, not aws:, values ≤ 256.")
-
-
-def _encode_token(keys: list) -> str:
-    return base64.urlsafe_b64encode(json.dumps(keys).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> list:
-    try:
-        keys = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(keys, list) or not keys:
-            raise ValueError
-    except (ValueError, TypeError):
-        raise InvalidParameter("The specified nextToken is invalid.") from None
-    return keys

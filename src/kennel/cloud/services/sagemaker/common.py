@@ -9,13 +9,19 @@ from datetime import datetime
 from typing import Any
 
 from kennel.cloud.errors import ValidationException, error_class
-from kennel.cloud.services.paging import paginate
+from kennel.cloud.services.paging import Paginator
 
 ResourceLimitExceeded = error_class("ResourceLimitExceeded", 400)
 ResourceNotFound = error_class("ResourceNotFound", 400)
 
 # What AWS calls each resource in its "Could not find …" and "Cannot create already existing …" errors.
 _WORDS = {"model": "model", "endpoint-config": "endpoint configuration", "endpoint": "endpoint"}
+
+PAGES = Paginator(
+    lambda token: ValidationException(
+        f"Invalid pagination token {token[:100]!r}: pass NextToken as returned."
+    )
+)
 
 
 def sagemaker_arn(region: str, account: str, kind: str, name: str) -> str:
@@ -77,7 +83,7 @@ def list_page(
             continue
         found.append(row)
     key = sort_keys[params.get("SortBy") or "CreationTime"]
-    return paginate(
+    return PAGES.page(
         found,
         lambda row: (key(row), row[name_key]),
         limit=int(params.get("MaxResults") or 10),
