@@ -37,6 +37,7 @@ class AdminCredentials:
 class Cloud:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.clock = time.time  # one clock for the providers' work outside a request
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.state_dir, 0o700)
         self.store = Store(settings.db_path)

@@ -10,7 +10,7 @@ principal); ``providers`` stays for the gateway's dispatch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kennel.cloud.audit import AuditLog
@@ -95,6 +95,7 @@ class ProviderDeps(Protocol):
     """The cloud as a provider sees it."""
 
     settings: Settings
+    clock: Callable[[], float]  # wall time for work outside a request (a request has ctx.now)
     store: Store
     identities: IdentityDirectory
     authorizer: Authorizer

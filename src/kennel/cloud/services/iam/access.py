@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 import uuid
 
 from sqlalchemy import func, select
@@ -126,7 +125,7 @@ class AccessMixin:
         with self.cloud.store.read() as conn:
             (self._user_row if kind == "user" else self._role_row)(conn, name)
         self.cloud.audit.flush()
-        started = time.time()
+        started = ctx.now.timestamp()
         report = self._last_accessed(kind, name, arn, params.get("Granularity", "SERVICE_LEVEL"))
         job_id = str(uuid.uuid4())
         with self._jobs_lock:
@@ -134,7 +133,7 @@ class AccessMixin:
                 "JobStatus": "COMPLETED",
                 "JobType": params.get("Granularity", "SERVICE_LEVEL"),
                 "JobCreationDate": when(started),
-                "JobCompletionDate": when(time.time()),
+                "JobCompletionDate": when(self.cloud.clock()),
                 "ServicesLastAccessed": report,
                 "IsTruncated": False,
             }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import delete, func, select, update
 
 from kennel.cloud import ids
@@ -58,7 +56,7 @@ class PoliciesMixin:
         name, path = params["PolicyName"], params.get("Path", "/")
         document = check_document(params["PolicyDocument"], PolicyKind.IDENTITY, "managed")
         arn = f"arn:aws:iam::{ctx.account}:policy{path}{name}"
-        now = time.time()
+        now = ctx.now.timestamp()
         with self.cloud.store.write() as conn:
             if conn.execute(select(t.policies.c.arn).where(t.policies.c.arn == arn)).first():
                 raise EntityAlreadyExists(
@@ -147,7 +145,7 @@ class PoliciesMixin:
                     "Before you create a new version, you must delete an existing version."
                 )
             version = f"v{self.cloud.store.next_value(conn, f'policy-version:{arn}')}"
-            now = time.time()
+            now = ctx.now.timestamp()
             conn.execute(
                 t.policy_versions.insert().values(
                     policy_arn=arn, version_id=version, document=document, created=now
@@ -205,7 +203,7 @@ class PoliciesMixin:
             conn.execute(
                 update(t.policies)
                 .where(t.policies.c.arn == params["PolicyArn"])
-                .values(default_version=params["VersionId"], updated=time.time())
+                .values(default_version=params["VersionId"], updated=ctx.now.timestamp())
             )
         return {}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from sqlalchemy import select
 
@@ -54,7 +53,7 @@ class IamProvider(UsersMixin, RolesMixin, PoliciesMixin, AccessMixin, Provider):
 
     def seed(self) -> None:
         """AWS managed policies exist in every account; make sure ours do (idempotent)."""
-        now = time.time()
+        now = self.cloud.clock()
         with self.cloud.store.write() as conn:
             for name, (path, description, _) in MANAGED_POLICIES.items():
                 arn = managed_arn(name)

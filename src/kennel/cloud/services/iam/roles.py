@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import delete, func, select, update
 
 from kennel.cloud import ids
@@ -70,7 +68,7 @@ class RolesMixin:
                     trust_policy=trust,
                     description=params.get("Description"),
                     max_session_duration=params.get("MaxSessionDuration", 3600),
-                    created=time.time(),
+                    created=ctx.now.timestamp(),
                     boundary_arn=params.get("PermissionsBoundary"),
                 )
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import delete, func, select, update
 
 from kennel.cloud import ids
@@ -58,7 +56,7 @@ class UsersMixin:
                 "name": name,
                 "user_id": ids.unique_id("AIDA"),
                 "path": params.get("Path", "/"),
-                "created": time.time(),
+                "created": ctx.now.timestamp(),
                 "boundary_arn": params.get("PermissionsBoundary"),
             }
             if row["boundary_arn"]:
@@ -140,7 +138,7 @@ class UsersMixin:
             "secret": ids.secret_access_key(),
             "user_name": name,
             "status": "Active",
-            "created": time.time(),
+            "created": ctx.now.timestamp(),
         }
         with self.cloud.store.write() as conn:
             self._user_row(conn, name)

@@ -7,7 +7,6 @@ pure checks; this module reads the numbers from the store, stores the result and
 from __future__ import annotations
 
 import json
-import time
 
 from sqlalchemy import delete, func, select, update
 
@@ -97,7 +96,7 @@ class ConcurrencyMixin:
     def put_provisioned_concurrency_config(self, params: dict, ctx: Context) -> dict:
         name, qualifier = self._name(params)
         requested = params["ProvisionedConcurrentExecutions"]
-        now = time.time()
+        now = ctx.now.timestamp()
         with self.cloud.store.write() as conn:
             fn = self._function_row(conn, name)
             target = self._provisioned_target(conn, name, qualifier, for_put=True)

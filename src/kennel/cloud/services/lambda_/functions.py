@@ -8,7 +8,6 @@ sees ``Active`` / ``Successful`` and a waiter returns on its first poll.
 from __future__ import annotations
 
 import json
-import time
 
 from sqlalchemy import delete, func, select, update
 
@@ -190,7 +189,7 @@ class FunctionsMixin:
             "Architectures": params.get("Architectures") or ["x86_64"],
             "EphemeralStorage": (params.get("EphemeralStorage") or {}).get("Size", 512),
         }
-        now = time.time()
+        now = ctx.now.timestamp()
         with self.cloud.store.write() as conn:
             if conn.execute(select(t.functions.c.name).where(t.functions.c.name == name)).first():
                 raise m.user(f"Function already exist: {name}", m.ResourceConflict)
@@ -211,7 +210,7 @@ class FunctionsMixin:
                 )
             )
             row = (
-                self._publish(conn, name)
+                self._publish(conn, name, ctx.now.timestamp())
                 if params.get("Publish")
                 else self._version_row(conn, name, m.LATEST)
             )
@@ -269,10 +268,10 @@ class FunctionsMixin:
             conn.execute(
                 update(t.versions)
                 .where(t.versions.c.function == name, t.versions.c.version == m.LATEST)
-                .values(code_sha=sha, code_size=size, modified=time.time(), revision=m.revision())
+                .values(code_sha=sha, code_size=size, modified=ctx.now.timestamp(), revision=m.revision())
             )
             row = (
-                self._publish(conn, name)
+                self._publish(conn, name, ctx.now.timestamp())
                 if params.get("Publish")
                 else self._version_row(conn, name, m.LATEST)
             )
@@ -304,7 +303,7 @@ class FunctionsMixin:
             conn.execute(
                 update(t.versions)
                 .where(t.versions.c.function == name, t.versions.c.version == m.LATEST)
-                .values(config=json.dumps(cfg), modified=time.time(), revision=m.revision())
+                .values(config=json.dumps(cfg), modified=ctx.now.timestamp(), revision=m.revision())
             )
             row = self._version_row(conn, name, m.LATEST)
         self.runtime.retire(name, m.LATEST)
@@ -373,10 +372,10 @@ class FunctionsMixin:
                     f"$LATEST ({current_sha}). Please try again with the CodeSHA256 in $LATEST."
                 )
             self._check_revision(params, latest.revision)
-            row = self._publish(conn, name, params.get("Description"))
+            row = self._publish(conn, name, ctx.now.timestamp(), params.get("Description"))
         return self._configuration(name, row)
 
-    def _publish(self, conn, name: str, description: str | None = None):
+    def _publish(self, conn, name: str, now: float, description: str | None = None):
         """A new version from $LATEST, unless the newest version already has its code and configuration."""
         latest = self._version_row(conn, name, m.LATEST)
         published = [
@@ -399,7 +398,7 @@ class FunctionsMixin:
                 config=json.dumps(cfg),
                 code_sha=latest.code_sha,
                 code_size=latest.code_size,
-                modified=time.time(),
+                modified=now,
                 revision=m.revision(),
             )
         )

@@ -173,7 +173,11 @@ class InvokeMixin:
             )
             conn.execute(
                 t.event_configs.insert().values(
-                    function=name, qualifier=key, max_retries=retries, max_age=age, modified=time.time()
+                    function=name,
+                    qualifier=key,
+                    max_retries=retries,
+                    max_age=age,
+                    modified=ctx.now.timestamp(),
                 )
             )
             row = self._event_config_row(conn, name, qualifier)

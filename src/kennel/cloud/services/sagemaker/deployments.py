@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
@@ -51,11 +50,13 @@ class EndpointDeployments:
         manager: EndpointManager,
         spawn: Callable[..., None],
         arn: Callable[[str, str], str],
+        clock: Callable[[], float],
     ) -> None:
         self.store = store
         self.manager = manager
         self.spawn = spawn  # runs a transition's slow half in a background task
         self.arn = arn
+        self.clock = clock  # transitions finish outside any request
         self._lock = threading.RLock()
         self._status: dict[str, str] = {}  # the data path's view, kept in step with the store
 
@@ -244,7 +245,7 @@ class EndpointDeployments:
     # --- bookkeeping ---------------------------------------------------------------------------------
 
     def _set(self, name: str, **values: Any) -> None:
-        values.setdefault("modified", time.time())
+        values.setdefault("modified", self.clock())
         with self._lock:
             if name not in self._status:
                 return  # deleted meanwhile: nothing to record

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from pathlib import Path
 
 from kennel.cloud.protocol import service_spec
@@ -111,13 +110,15 @@ class SageMakerProvider(ResourcesMixin, EndpointsMixin, Provider):
             sandbox=self.cloud.sandbox,
             max_in_flight_per_instance=settings.endpoint_max_in_flight,
         )
-        self.deployments = EndpointDeployments(self.cloud.store, self.manager, self.spawn, self.arn)
+        self.deployments = EndpointDeployments(
+            self.cloud.store, self.manager, self.spawn, self.arn, self.cloud.clock
+        )
         self.deployments.restore()
         self.training = build_training(self.cloud, work / "jobs")
         self.tuning = TuningJobs(
             store=self.cloud.store, region=settings.region, account=settings.account_id,
             training=self.training, require_passable=self.cloud.service_roles.require_passable,
-            clock=time.time,
+            clock=self.cloud.clock,
         )  # fmt: skip
         self.tuning.start()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 
@@ -101,7 +102,7 @@ class StsProvider(Provider):
         to what they allow as well (see ``IdentityDirectory.policies_for``)."""
         return issue_session(
             self.cloud.store, role, session, source_arn, duration_s,
-            session_policy=session_policy, session_policy_arns=session_policy_arns,
+            session_policy=session_policy, session_policy_arns=session_policy_arns, clock=self.cloud.clock,
         )  # fmt: skip
 
 
@@ -114,11 +115,12 @@ def issue_session(
     *,
     session_policy: str | None = None,
     session_policy_arns: tuple[str, ...] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> dict:
     """Write a role session to the store and return its credentials in STS's shape. The gateway's STS
     and services acting as a role use it; so does `kennel env --role` for a role only a service may
     assume (a notebook instance's role), where Kennel acts as that service."""
-    now = time.time()
+    now = clock()
     record = {
         "access_key_id": ids.access_key_id(temporary=True),
         "secret": ids.secret_access_key(),
