@@ -12,7 +12,7 @@ from kennel.cloud.errors import AwsError
 from kennel.cloud.services.autoscaling import common as autoscaling
 from kennel.cloud.services.cloudwatch import metricdata as cloudwatch
 from kennel.cloud.services.iam import common as iam
-from kennel.cloud.services.lambda_ import model as lambda_
+from kennel.cloud.services.lambda_ import common as lambda_
 from kennel.cloud.services.logs import events as logs
 from kennel.cloud.services.paging import Paginator
 from kennel.cloud.services.sagemaker import common as sagemaker

@@ -109,7 +109,7 @@ def scheduled_arn(region: str, account: str, key: Key, name: str) -> str:
     )
 
 
-def role_arn(account: str) -> str:
+def service_linked_role_arn(account: str) -> str:
     return f"arn:aws:iam::{account}:{SERVICE_ROLE}"
 
 

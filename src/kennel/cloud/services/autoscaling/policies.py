@@ -35,7 +35,7 @@ POLICIES_PAGE = 10
 HIGH_PERIODS, LOW_PERIODS, LOW_FRACTION = 3, 15, 0.9
 
 
-class PoliciesMixin:
+class ScalingPoliciesMixin:
     cloud: Any
     loop: Any
     require_target: Any

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from kennel.cloud.services.autoscaling.activities import ActivitiesMixin, ActivityLog
 from kennel.cloud.services.autoscaling.common import Key
 from kennel.cloud.services.autoscaling.controller import ScalingController
-from kennel.cloud.services.autoscaling.policies import PoliciesMixin
+from kennel.cloud.services.autoscaling.policies import ScalingPoliciesMixin
 from kennel.cloud.services.autoscaling.sagemaker import SageMakerVariants
 from kennel.cloud.services.autoscaling.scheduled import ScheduledMixin
 from kennel.cloud.services.autoscaling.targets import TargetsMixin
@@ -30,7 +30,9 @@ from kennel.runtime.loop import ControlLoop
 log = logging.getLogger("kennel.autoscaling")
 
 
-class ApplicationAutoScalingProvider(TargetsMixin, PoliciesMixin, ScheduledMixin, ActivitiesMixin, Provider):
+class ApplicationAutoScalingProvider(
+    TargetsMixin, ScalingPoliciesMixin, ScheduledMixin, ActivitiesMixin, Provider
+):
     service = "application-autoscaling"
 
     def __init__(self, cloud: ProviderDeps, *, clock: Callable[[], float] = time.time) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from kennel.cloud.auth.identity import Principal, assumed_role_arn
 from kennel.cloud.errors import AwsError, ValidationException
-from kennel.cloud.services.autoscaling.common import SERVICE_ROLE, role_arn, variant_of
+from kennel.cloud.services.autoscaling.common import SERVICE_ROLE, service_linked_role_arn, variant_of
 from kennel.runtime.autoscaling.loop import Capacity
 
 _ROLE_NAME = SERVICE_ROLE.rsplit("/", 1)[1]
@@ -29,7 +29,7 @@ class SageMakerVariants:
         account = cloud.settings.account_id
         self.principal = Principal(
             arn=assumed_role_arn(account, _ROLE_NAME, _SESSION),
-            identity_arn=role_arn(account),
+            identity_arn=service_linked_role_arn(account),
             kind="assumed-role",
             name=_ROLE_NAME,
             user_id=f"AROAAUTOSCALINGSAGEMAKER:{_SESSION}",

@@ -16,7 +16,7 @@ from kennel.cloud.services.autoscaling.common import (
     key_filter,
     key_of,
     page,
-    role_arn,
+    service_linked_role_arn,
     target_arn,
     when,
 )
@@ -91,7 +91,7 @@ class TargetsMixin:
                         arn=arn,
                         min_capacity=new_min,
                         max_capacity=new_max,
-                        role_arn=role_arn(settings.account_id),
+                        role_arn=service_linked_role_arn(settings.account_id),
                         suspended=json.dumps(suspended),
                         created=ctx.now.timestamp(),
                         cooldowns="{}",

@@ -22,7 +22,7 @@ from kennel.cloud.services.iam.common import (
 MAX_VERSIONS = 5
 
 
-class PoliciesMixin:
+class IamPoliciesMixin:
     cloud: object
 
     # ----- managed policies -------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from kennel.cloud.errors import ValidationError
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.iam.access import AccessMixin
 from kennel.cloud.services.iam.managed import MANAGED_POLICIES, managed_arn, managed_document
-from kennel.cloud.services.iam.policies import PoliciesMixin
+from kennel.cloud.services.iam.policies import IamPoliciesMixin
 from kennel.cloud.services.iam.roles import RolesMixin
 from kennel.cloud.services.iam.users import UsersMixin
 
 
-class IamProvider(UsersMixin, RolesMixin, PoliciesMixin, AccessMixin, Provider):
+class IamProvider(UsersMixin, RolesMixin, IamPoliciesMixin, AccessMixin, Provider):
     service = "iam"
 
     def __init__(self, cloud) -> None:

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import delete, select, update
 
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.lambda_ import model as m
+from kennel.cloud.services.lambda_ import common as m
 from kennel.cloud.services.lambda_ import tables as t
 
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kennel.cloud.services.lambda_.model import MAX_UNZIPPED_BYTES, user
+from kennel.cloud.services.lambda_.common import MAX_UNZIPPED_BYTES, user
 from kennel.ml.archive import CorruptArchiveError, UnsafeArchiveError, safe_extract_zip
 
 _MAX_MEMBERS = 100_000

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
 from kennel.cloud.objectstore.store import ObjectNotReadable, object_arn
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.lambda_ import model as m
+from kennel.cloud.services.lambda_ import common as m
 from kennel.cloud.services.lambda_ import tables as t
 from kennel.cloud.services.service_roles import LAMBDA
 from kennel.runtime.functions.environment import FunctionSpec

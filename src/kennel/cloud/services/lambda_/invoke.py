@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.lambda_ import model as m
+from kennel.cloud.services.lambda_ import common as m
 from kennel.cloud.services.lambda_ import tables as t
 from kennel.runtime.functions import reports
 from kennel.runtime.functions.admission import THROTTLE_MESSAGE

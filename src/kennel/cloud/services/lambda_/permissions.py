@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 
 from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind, parse_policy
 from kennel.cloud.services.base import Context
-from kennel.cloud.services.lambda_ import model as m
+from kennel.cloud.services.lambda_ import common as m
 from kennel.cloud.services.lambda_ import tables as t
 
 _ACTION = re.compile(r"^(lambda:[*]|lambda:[a-zA-Z]+|[*])$")

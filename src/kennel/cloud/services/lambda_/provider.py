@@ -12,7 +12,7 @@ import shutil
 
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.base import Context, Provider
-from kennel.cloud.services.lambda_ import model as m
+from kennel.cloud.services.lambda_ import common as m
 from kennel.cloud.services.lambda_.aliases import AliasesMixin
 from kennel.cloud.services.lambda_.codestore import CodeStore
 from kennel.cloud.services.lambda_.concurrency import ConcurrencyMixin
