@@ -342,10 +342,10 @@ def iam_audit(
 ) -> None:
     """Over-broad policies, idle principals and granted-but-unused permissions."""
     from kennel.cloud.services.iam.advisor import audit_findings
-    from kennel.cloud.store import Store
+    from kennel.cloud.statestore import StateStore
 
     settings = _settings(state_dir)
-    store = Store(settings.db_path)
+    store = StateStore(settings.db_path)
     try:
         findings = audit_findings(store, settings.account_id, unused_days=unused_days)
     finally:
@@ -368,9 +368,9 @@ def iam_generate_policy(
 ) -> None:
     """Print a least-privilege policy built from the principal's recorded, allowed requests."""
     from kennel.cloud.services.iam.advisor import generate_policy, policy_json
-    from kennel.cloud.store import Store
+    from kennel.cloud.statestore import StateStore
 
-    store = Store(_settings(state_dir).db_path)
+    store = StateStore(_settings(state_dir).db_path)
     try:
         print(policy_json(generate_policy(store, principal_arn)))
     finally:

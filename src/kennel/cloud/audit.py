@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import update
 
 from kennel.cloud.auth import tables as t
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.loop import consumer_loop
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class AuditRecord:
 
 
 class AuditLog:
-    def __init__(self, store: Store, *, flush_interval_s: float = 0.2) -> None:
+    def __init__(self, store: StateStore, *, flush_interval_s: float = 0.2) -> None:
         self.store = store
         self.flush_interval_s = flush_interval_s
         # None is the stop nudge: it ends a gathering batch and unblocks the writer's wait.

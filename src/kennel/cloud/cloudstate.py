@@ -22,7 +22,7 @@ from kennel.cloud.services.iam.provider import IamProvider
 from kennel.cloud.services.registry import PROVIDERS
 from kennel.cloud.services.service_roles import ServiceRoles
 from kennel.cloud.services.sts.provider import StsProvider
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.sandbox import Sandbox
 from kennel.settings import Settings
 
@@ -40,7 +40,7 @@ class Cloud:
         self.clock = time.time  # one clock for the providers' work outside a request
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.state_dir, 0o700)
-        self.store = Store(settings.db_path)
+        self.store = StateStore(settings.db_path)
         self.identities = IdentityDirectory(self.store, settings.account_id, time.time)
         self.audit = AuditLog(self.store)
         self.authorizer = Authorizer(self.identities, self.audit)
@@ -153,7 +153,7 @@ def admin_credentials(settings: Settings) -> AdminCredentials | None:
     """The admin user's first key, read straight from the store (works while the gateway runs)."""
     if not settings.db_path.exists():
         return None
-    store = Store(settings.db_path)
+    store = StateStore(settings.db_path)
     try:
         with store.read() as conn:
             row = conn.execute(

@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kennel.cloud.services.sts.provider import issue_session
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.settings import Settings
 
 SESSION_SECONDS = 12 * 3600
@@ -61,7 +61,7 @@ def role_credentials(settings: Settings, endpoint: str, key: str, secret: str, r
     services = _trusted_services(found["AssumeRolePolicyDocument"]) & set(ACTING_SERVICES)
     if not services:
         raise RoleEnvError(f"{refusal} (and the role trusts none of {', '.join(ACTING_SERVICES)})")
-    store = Store(settings.db_path)
+    store = StateStore(settings.db_path)
     try:
         creds = issue_session(
             store, found["RoleName"], "SageMaker", f"kennel-env:{services.pop()}", SESSION_SECONDS

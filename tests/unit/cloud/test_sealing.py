@@ -14,7 +14,7 @@ from kennel.cloud import sealing
 from kennel.cloud.auth import tables as t
 from kennel.cloud.sealing import SEALED_PREFIX, Sealer, SealingError, load_or_create_key
 from kennel.cloud.services.lambda_ import tables as lt
-from kennel.cloud.store import SCHEMA_VERSION, Store
+from kennel.cloud.statestore import SCHEMA_VERSION, StateStore
 
 
 def test_round_trip_and_fresh_nonce_each_time() -> None:
@@ -96,7 +96,7 @@ def test_environment_scrubbing() -> None:
     assert sealing.without_secrets(env) == {"PATH": "/usr/bin", "KENNEL_STATE_DIR": "/x"}
 
 
-def _add_key(store: Store, secret: str) -> None:
+def _add_key(store: StateStore, secret: str) -> None:
     with store.write() as conn:
         conn.execute(t.users.insert().values(name="u", user_id="AIDAU", path="/", created=1.0))
         conn.execute(
@@ -123,7 +123,7 @@ def _files(state: Path) -> bytes:
 
 
 def test_store_seals_on_write_and_opens_on_read(tmp_path: Path) -> None:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     _add_key(store, "STORESECRETVALUE")
     with store.read() as conn:
         assert conn.execute(select(t.access_keys.c.secret)).scalar_one() == "STORESECRETVALUE"
@@ -133,7 +133,7 @@ def test_store_seals_on_write_and_opens_on_read(tmp_path: Path) -> None:
 
 
 def test_schema_1_store_is_sealed_and_scrubbed_on_open(tmp_path: Path) -> None:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     _add_key(store, "placeholder")
     store.close()
     raw = sqlite3.connect(tmp_path / "kennel.db")
@@ -145,7 +145,7 @@ def test_schema_1_store_is_sealed_and_scrubbed_on_open(tmp_path: Path) -> None:
     raw.close()
     assert b"OLDPLAINSECRET" in _files(tmp_path)
 
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     with store.read() as conn:
         assert conn.execute(select(t.access_keys.c.secret)).scalar_one() == "OLDPLAINSECRET"
         assert "OLDPLAINVARIABLE" in conn.execute(select(lt.versions.c.config)).scalar_one()
@@ -159,22 +159,22 @@ def test_schema_1_store_is_sealed_and_scrubbed_on_open(tmp_path: Path) -> None:
 
 
 def test_store_with_another_key_does_not_open(tmp_path: Path) -> None:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     _add_key(store, "S")
     store.close()
     other = tmp_path / "other.key"
     load_or_create_key(other)
-    store = Store(tmp_path / "kennel.db", key_file=other)
+    store = StateStore(tmp_path / "kennel.db", key_file=other)
     with pytest.raises(SealingError), store.read() as conn:
         conn.execute(select(t.access_keys.c.secret)).all()
     store.close()
 
 
 def test_a_sealed_store_without_its_key_says_so(tmp_path: Path) -> None:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     _add_key(store, "S")
     store.close()
     (tmp_path / "secrets.key").unlink()
     with pytest.raises(SealingError, match=r"secrets\.key is missing"):
-        Store(tmp_path / "kennel.db")
+        StateStore(tmp_path / "kennel.db")
     assert not (tmp_path / "secrets.key").exists()  # no new key that could seal nothing old

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.sigv4 import SecretRecord
 from kennel.cloud.policy.policy import Policy, PolicyKind, parse_policy
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def assumed_role_arn(account: str, role: str, session: str) -> str:
 
 
 class IdentityDirectory:
-    def __init__(self, store: Store, account: str, clock: Callable[[], float]) -> None:
+    def __init__(self, store: StateStore, account: str, clock: Callable[[], float]) -> None:
         self.store = store
         self.account = account
         self.clock = clock

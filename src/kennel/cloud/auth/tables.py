@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Column, Float, ForeignKey, Integer, String, Table, Text
 
 from kennel.cloud.sealing import Sealed
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 users = Table(
     "iam_users",

@@ -17,7 +17,7 @@ from kennel.cloud.audit import AuditLog
 from kennel.cloud.auth.identity import IdentityDirectory
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.objectstore.store import ObjectStore
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.autoscaling.alarms import AlarmStatus
 from kennel.runtime.sandbox import Sandbox
 from kennel.settings import Settings
@@ -96,7 +96,7 @@ class ProviderDeps(Protocol):
 
     settings: Settings
     clock: Callable[[], float]  # wall time for work outside a request (a request has ctx.now)
-    store: Store
+    store: StateStore
     identities: IdentityDirectory
     authorizer: Authorizer
     audit: AuditLog

@@ -28,7 +28,7 @@ from kennel.cloud.errors import AccessDeniedException, AwsError, ValidationExcep
 from kennel.cloud.policy.evaluate import AuthzRequest, evaluate
 from kennel.cloud.policy.policy import MalformedPolicyDocument, PolicyKind
 from kennel.cloud.services.base import Context
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 __all__ = ["LAMBDA", "SAGEMAKER", "PassRoleErrors", "ServiceRoles", "errors_for"]
 
@@ -84,7 +84,7 @@ def errors_for(service_principal: str) -> PassRoleErrors:
 
 
 class ServiceRoles:
-    def __init__(self, store: Store, identities: IdentityDirectory, authorizer: Authorizer) -> None:
+    def __init__(self, store: StateStore, identities: IdentityDirectory, authorizer: Authorizer) -> None:
         self.store = store
         self.identities = identities
         self.authorizer = authorizer

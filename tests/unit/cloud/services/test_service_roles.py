@@ -17,7 +17,7 @@ from kennel.cloud.authz import Authorizer
 from kennel.cloud.errors import AwsError
 from kennel.cloud.services.base import Context
 from kennel.cloud.services.service_roles import LAMBDA, SAGEMAKER, ServiceRoles
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 ACCT = "111122223333"
 LAMBDA_SVC, SM_SVC = "lambda.amazonaws.com", "sagemaker.amazonaws.com"
@@ -34,7 +34,7 @@ def _trusting(service: str, **extra: object) -> dict:
 
 @pytest.fixture
 def roles(tmp_path: Path) -> Iterator[ServiceRoles]:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     identities = IdentityDirectory(store, ACCT, time.time)
     audit = AuditLog(store)
     now = time.time()

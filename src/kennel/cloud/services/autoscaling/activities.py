@@ -24,7 +24,7 @@ from kennel.cloud.services.autoscaling import tables as t
 from kennel.cloud.services.autoscaling.common import Key, key_filter, new_id, page, when
 from kennel.cloud.services.autoscaling.targets import where_key
 from kennel.cloud.services.base import Context
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.autoscaling.policy import NotScaled
 
 ACTIVITIES_PAGE = 50
@@ -57,7 +57,7 @@ class ActivitiesMixin:
 class ActivityLog:
     """The scaling activities table as the controller writes it, stamped with the provider's clock."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float]) -> None:
         self._store = store
         self._clock = clock
 

@@ -32,7 +32,7 @@ from kennel.cloud.services.autoscaling.activities import ActivityLog
 from kennel.cloud.services.autoscaling.common import Key
 from kennel.cloud.services.autoscaling.targets import where_key
 from kennel.cloud.services.ports import AlarmBook
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.autoscaling import policy as p
 from kennel.runtime.autoscaling.alarms import ALARM, INSUFFICIENT_DATA, AlarmStatus
 from kennel.runtime.autoscaling.loop import Capacity, ScalableResource
@@ -46,7 +46,7 @@ class ScalingController:
 
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         variants: ScalableResource,
         alarms: AlarmBook,
         activities: ActivityLog,

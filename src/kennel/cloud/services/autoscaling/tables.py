@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
 
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 targets = Table(
     "aas_targets",

@@ -37,7 +37,7 @@ from kennel.cloud.services.cloudwatch import tables as cw
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, evaluate
 from kennel.cloud.services.cloudwatch.metricdata import PAGES, dimension_key
 from kennel.cloud.services.cloudwatch.recorder import MetricRecorder
-from kennel.cloud.store import Store, metadata
+from kennel.cloud.statestore import StateStore, metadata
 from kennel.runtime.autoscaling import alarms as rules
 from kennel.runtime.autoscaling.alarms import AlarmStatus
 
@@ -115,7 +115,7 @@ class AlarmEngine:
 
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         recorder: MetricRecorder,
         *,
         region: str,

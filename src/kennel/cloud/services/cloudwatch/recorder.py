@@ -26,7 +26,7 @@ from sqlalchemy import and_, bindparam, delete, func, literal, select, update
 
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch import tables as t
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.loop import writer_loop
 
 log = logging.getLogger("kennel.cloudwatch")
@@ -50,7 +50,7 @@ _BUCKET_COLUMNS = (t.buckets.c.metric_id, t.buckets.c.unit, t.buckets.c.ts, t.bu
 class MetricRecorder:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         clock: Callable[[], float],
         *,
         interval_s: float = 1.0,

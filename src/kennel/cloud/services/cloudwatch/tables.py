@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Table, Text
 
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 metrics = Table(
     "cw_metrics",

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory, role_arn, user_arn
 from kennel.cloud.services.iam.access import principal_from_arn
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 FULL_ACCESS_SUFFIXES = ("FullAccess", "AdministratorAccess")
 
@@ -26,7 +26,7 @@ class Finding:
     detail: str
 
 
-def _principals(store: Store, account: str) -> list[tuple[str, str, str, float]]:
+def _principals(store: StateStore, account: str) -> list[tuple[str, str, str, float]]:
     with store.read() as conn:
         users = conn.execute(select(t.users.c.name, t.users.c.path, t.users.c.created)).all()
         roles = conn.execute(select(t.roles.c.name, t.roles.c.path, t.roles.c.created)).all()
@@ -34,7 +34,7 @@ def _principals(store: Store, account: str) -> list[tuple[str, str, str, float]]
     return found + [("role", n, role_arn(account, n, p), c) for n, p, c in roles]
 
 
-def _used_actions(store: Store, identity_arn: str) -> dict[str, tuple[float, set[str]]]:
+def _used_actions(store: StateStore, identity_arn: str) -> dict[str, tuple[float, set[str]]]:
     with store.read() as conn:
         rows = conn.execute(
             select(t.audit.c.action, t.audit.c.resource, func.max(t.audit.c.time))
@@ -49,7 +49,7 @@ def _used_actions(store: Store, identity_arn: str) -> dict[str, tuple[float, set
 
 
 def audit_findings(
-    store: Store, account: str, *, unused_days: float = 90, now: float | None = None
+    store: StateStore, account: str, *, unused_days: float = 90, now: float | None = None
 ) -> list[Finding]:
     now = now or time.time()
     directory = IdentityDirectory(store, account, time.time)
@@ -90,7 +90,7 @@ def audit_findings(
     return findings
 
 
-def generate_policy(store: Store, principal_arn: str) -> dict:
+def generate_policy(store: StateStore, principal_arn: str) -> dict:
     """A least-privilege identity policy covering exactly the allowed requests on record."""
     principal_from_arn(principal_arn)  # validates the ARN
     by_service: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))

@@ -6,14 +6,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.sqlite import insert
 
 from kennel.cloud.services.lambda_ import tables as t
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.functions.events import Event
 
 
 class StoreJournal:
     """Implements ``kennel.runtime.functions.events.Journal``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
 
     def save(self, event: Event, enqueued: float, due: float) -> None:

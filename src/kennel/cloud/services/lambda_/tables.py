@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Column, Float, ForeignKey, Integer, LargeBinary, String, Table, Text
 
 from kennel.cloud.sealing import Sealed
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 
 def _function() -> Column:

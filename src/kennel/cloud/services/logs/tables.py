@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
 
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 groups = Table(
     "logs_groups",

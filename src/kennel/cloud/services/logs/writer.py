@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, LargeBinary, and_, cast, delete, func, select, update
 
 from kennel.cloud.services.logs import tables as t
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.loop import writer_loop
 
 log = logging.getLogger("kennel.logs")
@@ -39,7 +39,7 @@ _INSERT_EVENTS = (
 class EventWriter:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         clock: Callable[[], float],
         *,
         interval_s: float = 0.5,

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select, update
 from kennel.cloud.errors import ValidationError, ValidationException
 from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import ResourceLimitExceeded, already_exists, dumps, not_found
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 from kennel.runtime.endpoints.manager import EndpointManager
 from kennel.runtime.endpoints.router import Router
 from kennel.runtime.endpoints.shared import CapacityError, DeploymentFailed, Endpoint, VariantSpec
@@ -46,7 +46,7 @@ class EndpointDeployments:
 
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         manager: EndpointManager,
         spawn: Callable[..., None],
         arn: Callable[[str, str], str],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Column, Float, String, Table, Text
 
 from kennel.cloud.sealing import Sealed
-from kennel.cloud.store import metadata
+from kennel.cloud.statestore import metadata
 
 models = Table(
     "sagemaker_models",

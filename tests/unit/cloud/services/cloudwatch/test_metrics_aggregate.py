@@ -10,7 +10,7 @@ import pytest
 from kennel.cloud.services.cloudwatch import aggregate as agg
 from kennel.cloud.services.cloudwatch.expressions import ExpressionError, evaluate, identifiers
 from kennel.cloud.services.cloudwatch.recorder import MetricRecorder
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 
 def _bucket(*values: float) -> agg.Bucket:
@@ -148,7 +148,7 @@ def test_metric_math_errors(expression: str) -> None:
 
 
 def test_recorder_flushes_and_rolls_up(tmp_path) -> None:
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     now = 10_000_000
     recorder = MetricRecorder(store, lambda: now)
     metric = ("NS", "Latency", (("Endpoint", "e"),))

@@ -13,7 +13,7 @@ from kennel.cloud.services.sagemaker import tables as t
 from kennel.cloud.services.sagemaker.common import dumps
 from kennel.cloud.services.sagemaker.tuning import TuningJobs
 from kennel.cloud.services.sagemaker.tuning_control import MAX_STEP_ERRORS
-from kennel.cloud.store import Store
+from kennel.cloud.statestore import StateStore
 
 METRIC = "loss"
 
@@ -30,7 +30,7 @@ class FakeRunner:
 class FakeTraining:
     """Trials become rows; the test decides when and how they end."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
         self.runner = FakeRunner()
 
@@ -88,7 +88,7 @@ def _request(name: str, **config) -> dict:
 
 @pytest.fixture
 def world(tmp_path):
-    store = Store(tmp_path / "kennel.db")
+    store = StateStore(tmp_path / "kennel.db")
     training = FakeTraining(store)
 
     def jobs() -> TuningJobs:

@@ -1,4 +1,5 @@
-"""Persistence: one SQLite file in the state directory, through SQLAlchemy Core.
+"""The state store (resources, identities, jobs, metrics): one SQLite file in the state directory, through
+SQLAlchemy Core. (The object store is SeaweedFS, `objectstore/`; Lambda code blobs: `lambda_/codestore.py`.)
 
 SQLite allows one writer at a time, so writes are serialised by a lock here instead of surfacing
 ``database is locked`` to clients; reads run concurrently (WAL). ``generation`` increases on every
@@ -77,7 +78,7 @@ class SchemaMismatch(RuntimeError):
     pass
 
 
-class Store:
+class StateStore:
     def __init__(self, path: Path, *, key_file: Path | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
