@@ -91,6 +91,7 @@ def serve(settings: Settings) -> None:
     from kennel.cloud.cloudstate import Cloud
     from kennel.cloud.frontdoor import guarded_protocol
     from kennel.cloud.gateway import Gateway
+    from kennel.runtime.heap import freeze_startup_heap
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(0o077)  # the store, its WAL files and everything else the gateway writes: owner-only
@@ -102,8 +103,10 @@ def serve(settings: Settings) -> None:
     runtime = settings.state_dir / RUNTIME_FILE
     record = {"pid": os.getpid(), "port": port, "started": time.time(), "sandboxed": cloud.sandbox.confined}
     runtime.write_text(json.dumps(record))
+    app = Gateway(cloud)  # preloads every service model and routing table
+    freeze_startup_heap()  # so no full collection walks them mid-request (see runtime/heap.py)
     config = uvicorn.Config(
-        Gateway(cloud),
+        app,
         host=settings.host,
         port=port,
         log_level="warning",

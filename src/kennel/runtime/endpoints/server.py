@@ -31,6 +31,7 @@ from typing import Any
 from kennel.runtime.endpoints.batching import BatchingPredictor
 from kennel.runtime.endpoints.contract import BATCH_SIZE, CUSTOM_ATTRIBUTES, HANDLER_US, MAX_BODY_BYTES
 from kennel.runtime.endpoints.handlers import HandlerLoadError, InvocationFailure, LoadedHandler
+from kennel.runtime.heap import freeze_startup_heap
 
 
 class ModelServer:
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         f"listening on {args.socket or f'{args.host}:{args.port}'}",
         flush=True,
     )
+    freeze_startup_heap()  # torch's and the model's objects stay out of every later collection
     config = uvicorn.Config(
         app,
         host=args.host,
