@@ -1,4 +1,4 @@
-"""Multi-step flows the CLI offers (demo, evaluate, predict), built from ``kennel.ml`` pieces."""
+"""Multi-step flows the CLI offers (`kennel evaluate`, `kennel predict`), built from ``kennel.ml`` pieces."""
 
 from __future__ import annotations
 

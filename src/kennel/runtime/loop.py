@@ -10,12 +10,12 @@ the loop. ``wake()`` runs the next tick at once; ``stop()`` ends it cleanly. Thr
 * ``writer_loop``: a store writer's flush plus a periodic chore (CloudWatch metrics, CloudWatch Logs);
 * ``consumer_loop``: a step that blocks on a queue and handles what it took, with no wait between
   items, and a drain on stop (the audit writer, Lambda's asynchronous-event dispatcher, an endpoint's
-  dynamic batcher).
+  dynamic batcher, the sandbox's reaper of exited processes, whose queue is a selector over pidfds).
 
 Autoscaling and tuning use ``ControlLoop`` directly, one key per target. Kennel's background timer
 and queue loops are all one of these. Not loops in this sense: short one-shot threads (discarding or
-provisioning an environment), pumps that copy a child's output until it closes, and the sandbox's
-selector over process exits.
+provisioning an environment), pumps that copy a child's output until it closes, and a training job's
+own runner thread (one per job, it lives as long as the job).
 """
 
 from __future__ import annotations

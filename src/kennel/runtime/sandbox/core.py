@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from kennel.runtime.loop import consumer_loop
 from kennel.runtime.sandbox.limits import Cgroups, Group
 from kennel.runtime.sandbox.network import RelayProcess, SandboxNetwork
 from kennel.runtime.sandbox.spec import (
@@ -146,8 +147,10 @@ class Sandbox:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._watcher = threading.Thread(target=self._watch, name="sandbox-reaper", daemon=True)
-        self._watcher.start()
+        # Exited processes' cleanups (network namespaces, cgroups, scratch space) run on the one
+        # never-die loop: a cleanup that fails is logged and the next exit is still handled.
+        self._reaper = consumer_loop("sandbox-reaper", self._exited, _run_all, interrupt=self._nudge)
+        self._reaper.start()
         python_bin = str(Path(sys.executable).parent)
         self._path = (python_bin,)
         if not enabled:
@@ -280,28 +283,30 @@ class Sandbox:
         pidfd = os.pidfd_open(proc.pid)  # the PID cannot be reused: nobody has waited for it yet
         with self._watch_lock:
             self._selector.register(pidfd, selectors.EVENT_READ, cleanups)
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the reaper's select (a new process to watch, or the loop stopping)."""
         os.write(self._wake_w, b"x")
 
-    def _watch(self) -> None:
-        while True:
+    def _exited(self, timeout_s: float) -> list[Callable[[], None]] | None:
+        """The cleanups of processes that exited within ``timeout_s`` (their pidfds became readable)."""
+        ready: list[Callable[[], None]] = []
+        for key, _ in self._selector.select(timeout_s):
+            if key.data is None:
+                os.read(self._wake_r, 4096)
+                continue
             with self._watch_lock:
-                pass  # registrations happen between selects
-            for key, _ in self._selector.select():
-                if key.data is None:
-                    if os.read(self._wake_r, 4096) == b"" or self._closed:
-                        return
-                    continue
-                with self._watch_lock:
-                    self._selector.unregister(key.fd)
-                os.close(key.fd)
-                _run_all(key.data)
+                self._selector.unregister(key.fd)
+            os.close(key.fd)
+            ready.extend(key.data)
+        return ready or None
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        os.write(self._wake_w, b"x")
-        self._watcher.join(timeout=2)
+        self._reaper.stop(timeout_s=2)  # its last steps still reap what has exited by now
         with self._watch_lock:
             pending = [key for key in self._selector.get_map().values() if key.data is not None]
         for key in pending:
