@@ -27,7 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from endpoint import Cloud, echo_artifact, percentile
+from endpoint_support import Cloud, echo_artifact, percentile
 
 
 def measure(calls: int, freeze: bool) -> dict[str, list[float]]:

@@ -26,15 +26,18 @@ class InstanceLauncher:
         *,
         gpus: int,
         on_new: Callable[[str, Instance], None] = lambda endpoint, instance: None,
+        sharing: Callable[[], int] = lambda: 1,
     ) -> None:
         self.factory = factory
         self.gpus = gpus
+        # How many instances hold capacity on this machine now (this one included): they split the cores.
+        self.sharing = sharing
         self.on_new = on_new  # the upkeep's log registry: an instance's lines flow from its first note
         self._next_gpu = 0
         self._lock = threading.Lock()
 
     def new(self, endpoint: Endpoint, slot: Slot) -> Instance:
-        profile = profile_for(slot.spec.instance_type)
+        profile = profile_for(slot.spec.instance_type, sharing=self.sharing())
         gpu = None
         if profile.wants_gpu and self.gpus:
             with self._lock:

@@ -72,8 +72,9 @@ class EndpointManager:
         self._stop = threading.Event()
         self.log_sources = LogSources()
         self.launcher = InstanceLauncher(
-            instance_factory or self._sandboxed_instance, gpus=gpu_count(), on_new=self.log_sources.add
-        )
+            instance_factory or self._sandboxed_instance, gpus=gpu_count(), on_new=self.log_sources.add,
+            sharing=self.in_use,  # reserved instances, standbys included, split the machine's cores
+        )  # fmt: skip
         self.standbys = StandbyPool(
             lock=self._lock, slots=self._slots, capacity=self, start_ready=self.launcher.start_ready
         )

@@ -1,7 +1,11 @@
 """SageMaker instance types → what a local model-server process gets (CPU threads, a GPU or not).
 
-An ``ml.m5.xlarge`` has 4 vCPUs on AWS; here it gets 4 intra-op threads, capped at the cores this
-machine really has. Accelerated families (``ml.g*``, ``ml.p*``) get one GPU when the machine has
+An ``ml.m5.xlarge`` has 4 vCPUs on AWS; here it gets 4 intra-op threads, capped at its share of the
+cores this machine really has: instances running at once split the cores between them instead of each
+asking for all of them (``instance_threads``). Measured on 2 cores (``benchmarks/instance_threads.py``):
+two instances with one thread each served 1.10× (ResNet-50 at 224 px) and 1.33× (MobileNetV3 at 96 px)
+what two instances with two threads each did, because oversubscribed thread pools stall each other.
+Accelerated families (``ml.g*``, ``ml.p*``) get one GPU when the machine has
 one, round-robin over the GPUs present, and fall back to CPU with a note in the instance's log
 otherwise, so a notebook written for a GPU endpoint still deploys on a laptop.
 """
@@ -55,11 +59,17 @@ def vcpus_of(instance_type: str) -> int:
     return 2
 
 
-def profile_for(instance_type: str, *, cores: int | None = None) -> ResourceProfile:
+def instance_threads(vcpus: int, cores: int, sharing: int) -> int:
+    """Intra-op threads for one instance: its type's vCPUs, but no more than its share of this machine's
+    ``cores`` when ``sharing`` instances (this one included) run at once; always at least one."""
+    return max(1, min(vcpus, cores // max(1, sharing)))
+
+
+def profile_for(instance_type: str, *, cores: int | None = None, sharing: int = 1) -> ResourceProfile:
     parts = instance_type.split(".")
     family = parts[1] if len(parts) >= 3 else ""
     vcpus = vcpus_of(instance_type)
-    threads = max(1, min(vcpus, cores if cores is not None else machine_cores()))
+    threads = instance_threads(vcpus, cores if cores is not None else machine_cores(), sharing)
     return ResourceProfile(instance_type, vcpus, threads, wants_gpu=family[:1] in _GPU_FAMILIES)
 
 

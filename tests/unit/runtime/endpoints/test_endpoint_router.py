@@ -16,7 +16,7 @@ import pytest
 
 from kennel.runtime.endpoints.instances import Instance, InstanceUnreachable, Reply
 from kennel.runtime.endpoints.metrics import MetricBuffer
-from kennel.runtime.endpoints.profiles import profile_for, vcpus_of
+from kennel.runtime.endpoints.profiles import instance_threads, profile_for, vcpus_of
 from kennel.runtime.endpoints.router import (
     Fleet,
     InstanceLost,
@@ -178,6 +178,22 @@ def test_drain_waits_for_requests_in_flight() -> None:
 
     threading.Thread(target=finish).start()
     assert router.wait_drained([instance], 2.0) is True
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "cores", "sharing", "threads"),
+    [
+        (2, 2, 1, 2),  # alone: the type's vCPUs
+        (16, 2, 1, 2),  # never more than the machine's cores
+        (2, 2, 2, 1),  # two instances on two cores: one thread each, not two
+        (4, 16, 2, 4),  # plenty of cores: the type's vCPUs
+        (8, 16, 3, 5),  # a share of the cores, rounded down
+        (2, 2, 5, 1),  # more instances than cores: still one thread each
+        (2, 2, 0, 2),  # nothing reserved yet counts as alone
+    ],
+)
+def test_instances_split_the_cores_they_share(vcpus: int, cores: int, sharing: int, threads: int) -> None:
+    assert instance_threads(vcpus, cores, sharing) == threads
 
 
 def test_instance_types_map_to_local_profiles() -> None:

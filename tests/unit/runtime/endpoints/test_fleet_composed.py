@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kennel.runtime.endpoints import profiles
 from kennel.runtime.endpoints.instances import InstanceFailed
 from kennel.runtime.endpoints.manager import CapacityError, DeploymentFailed, EndpointManager, VariantSpec
 from kennel.runtime.endpoints.profiles import ResourceProfile
@@ -186,3 +187,11 @@ def test_a_failed_start_fails_the_deployment_and_releases_capacity(fleet) -> Non
     with pytest.raises(DeploymentFailed, match="crashed while loading the model"):
         manager.launch(endpoint, "cfg", [spec(2)])
     assert manager.in_use() == 0 and not endpoint.fleets
+
+
+def test_instances_running_at_once_split_the_cores(fleet, monkeypatch) -> None:
+    manager, factory = fleet
+    monkeypatch.setattr(profiles, "machine_cores", lambda: 4)
+    deploy(manager, "one", 1)  # alone on the machine: its type's 2 vCPUs (an ml.m5.large)
+    deploy(manager, "two", 2)  # three instances hold capacity now: a third of the cores, rounded down
+    assert [i.profile.threads for i in factory.made] == [2, 1, 1]
