@@ -18,27 +18,9 @@ from tests.integration.support.lambda_functions import (
     call,
     create,
     lambda_client,
-    make_role,
     package,
     unique,
 )
-
-
-@pytest.fixture(scope="module")
-def role(cloud) -> str:
-    return make_role(cloud)
-
-
-@pytest.fixture(scope="module")
-def lam(cloud):
-    return lambda_client(cloud)
-
-
-@pytest.fixture(scope="module")
-def echo(lam, role) -> str:
-    """One warm function shared by the read-only tests."""
-    return create(lam, role, Environment={"Variables": {"GREETING": "woof"}})
-
 
 # ----- the API --------------------------------------------------------------------------------------
 

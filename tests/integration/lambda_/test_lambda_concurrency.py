@@ -7,19 +7,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from botocore.exceptions import ClientError
-from tests.integration.support.lambda_functions import REPORT, create, lambda_client, make_role, overlap, tail
-
-
-@pytest.fixture(scope="module")
-def role(cloud) -> str:
-    return make_role(cloud)
-
-
-@pytest.fixture(scope="module")
-def lam(cloud):
-    return lambda_client(cloud)
+from tests.integration.support.lambda_functions import REPORT, create, overlap, tail
 
 
 def burst(lam, count: int, event: dict, **params) -> list[tuple[str, object, object]]:

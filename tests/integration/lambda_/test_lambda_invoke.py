@@ -7,24 +7,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.integration.support.lambda_functions import REPORT, call, create, lambda_client, make_role, tail
-
-
-@pytest.fixture(scope="module")
-def role(cloud) -> str:
-    return make_role(cloud)
-
-
-@pytest.fixture(scope="module")
-def lam(cloud):
-    return lambda_client(cloud)
-
-
-@pytest.fixture(scope="module")
-def echo(lam, role) -> str:
-    """One warm function shared by the read-only tests."""
-    return create(lam, role, Environment={"Variables": {"GREETING": "woof"}})
-
+from tests.integration.support.lambda_functions import REPORT, call, create, tail
 
 # ----- invocations ----------------------------------------------------------------------------------
 

@@ -82,8 +82,16 @@ class Group:
         return peak.strip().isdigit() and limit.strip().isdigit() and int(peak) >= 0.95 * int(limit)
 
     def remove(self) -> None:
-        self.removed_oom = self.out_of_memory()  # the owner may ask after the process was reaped
-        self.removed_hit_limit = self.hit_limit()
+        hit = self.hit_limit()
+        oom = self.out_of_memory()
+        # The oom_kill counter was seen to lag the death it explains; where the limit was reached, give
+        # it a moment before the group (and the counter) is gone.
+        deadline = time.monotonic() + 0.5
+        while hit and not oom and time.monotonic() < deadline:
+            time.sleep(0.01)
+            oom = self.out_of_memory()
+        self.removed_oom = oom  # the owner may ask after the process was reaped
+        self.removed_hit_limit = hit
         # Anything still in the group outlived its sandbox (a PID 1 orphaned during bwrap's setup
         # escapes --die-with-parent): it goes now. The last processes may also still be leaving the
         # group a moment after their parent was reaped.

@@ -19,15 +19,10 @@ import pytest
 import torch
 from botocore.exceptions import ClientError
 from PIL import Image
-from tests.integration.support.endpoints import deploy, wait_in_service
+from tests.integration.support.endpoints import deploy, jpeg, kennel_artifact, wait_in_service
 from tests.integration.support.roles import service_role
 
-from kennel.ml.artifact import ArtifactMeta, package_model, write_model_dir
-from kennel.ml.models import ModelConfig, build_model
-from kennel.ml.transforms import Preprocess
-
 ACCOUNT = "000000000000"
-LABELS = [f"Breed {i}" for i in range(1, 6)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,24 +100,6 @@ def output_fn(predictions, content_type):
     res = predictions.cpu().numpy().tolist()
     return json.dumps(res)
 """
-
-
-def jpeg(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-def kennel_artifact(root: Path) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", num_classes=5, head_hidden=(16,))
-    meta = ArtifactMeta(
-        model=cfg,
-        preprocess=Preprocess(image_size=32),
-        classes=[f"00{i}.Breed_{i}" for i in range(1, 6)],
-        labels=LABELS,
-    )
-    return package_model(write_model_dir(root / "kennel", build_model(cfg), meta), root / "kennel.tar.gz")
 
 
 def seed_artifact(root: Path) -> tuple[Path, Path]:

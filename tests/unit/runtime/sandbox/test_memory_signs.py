@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import pytest
 
+from kennel.runtime.sandbox.core import SandboxProcess
 from kennel.runtime.sandbox.limits import Group
 
 MB = 1 << 20
@@ -43,3 +46,32 @@ def test_what_was_read_at_removal_is_kept(tmp_path: Path) -> None:
     group.removed_oom, group.removed_hit_limit = group.out_of_memory(), group.hit_limit()
     (tmp_path / "memory.events").write_text("max 0\noom_kill 0\n")
     assert group.out_of_memory() and group.hit_limit()
+
+
+def _counter_later(path: Path, text: str, after_s: float) -> threading.Timer:
+    timer = threading.Timer(after_s, lambda: path.write_text(text))
+    timer.start()
+    return timer
+
+
+def test_removal_waits_for_an_oom_counter_that_lags_the_limit(tmp_path: Path) -> None:
+    events = tmp_path / "memory.events"
+    group = group_with(tmp_path, {"memory.events": "max 5\noom 1\noom_kill 0\n"}, v2=True)
+    timer = _counter_later(events, "max 5\noom 1\noom_kill 1\n", 0.1)
+    group.dirs = []  # nothing to rmdir in this test
+    group.remove()
+    timer.join()
+    assert group.removed_oom is True and group.removed_hit_limit is True
+
+
+def test_an_owner_kill_racing_the_oom_killer_still_reads_as_out_of_memory(tmp_path: Path) -> None:
+    events = tmp_path / "memory.events"
+    group = group_with(tmp_path, {"memory.events": "max 5\noom 1\noom_kill 0\n"}, v2=True)
+    proc = SandboxProcess.__new__(SandboxProcess)  # the reading logic only, no process behind it
+    proc.group, proc.returncode, proc.killed_by_owner = group, -signal.SIGKILL, True
+    proc.confined = False
+    timer = _counter_later(events, "max 5\noom 1\noom_kill 1\n", 0.1)
+    assert proc.out_of_memory()
+    timer.join()
+    events.write_text("max 0\noom 0\noom_kill 0\n")  # a timeout kill far from the limit: not OOM
+    assert not proc.out_of_memory()
