@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,17 @@ def _invoke(fn, name: str, event: dict) -> tuple[dict, str | None]:
     return json.loads(answer["Payload"].read()), answer.get("FunctionError")
 
 
+def fresh_cloud(state_dir: Path) -> bool:
+    """The demo runs from the top on a new local cloud each time (its jobs, endpoints and functions
+    have fixed names, which a second run on the same state would find taken): a gateway a previous run
+    left running there is stopped by its recorded PID, then its state is removed. True if there was one."""
+    if not state_dir.exists():
+        return False
+    server.stop(state_dir)
+    shutil.rmtree(state_dir)
+    return True
+
+
 def run_cloud_demo(
     workdir: Path,
     data: Path,
@@ -101,6 +113,8 @@ def run_cloud_demo(
     """``examples``: the directory with the seeds' Lambda function and least-privilege policy."""
     settings = Settings(state_dir=workdir / "cloud", port=server.free_port(), time_scale_s=2.0)
     console.rule("2. kennel up: the local cloud (one simulated minute = 2 s for the autoscaling part)")
+    if fresh_cloud(settings.state_dir):
+        console.print(f"a new local cloud: the previous run's ({settings.state_dir}) was removed")
     running = server.start_detached(settings)
     try:
         creds = admin_credentials(settings)
