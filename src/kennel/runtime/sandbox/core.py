@@ -69,9 +69,6 @@ def gateway_socket(state_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}" / f"{digest}.sock"
 
 
-OOM_COUNTER_GRACE_S = 0.5
-
-
 class SandboxProcess(subprocess.Popen):
     """A Popen whose signals reach the sandbox as documented in the module docstring."""
 
@@ -139,14 +136,8 @@ class SandboxProcess(subprocess.Popen):
             return False
         if not self.killed_by_owner:
             return True  # a SIGKILL nobody in Kennel sent, in a group that reached its limit
-        # Kennel's own kill (its owner saw the pipes close) can race the OOM killer's, and the group's
-        # oom_kill counter was seen to lag the death it explains: give it a moment to catch up.
-        deadline = time.monotonic() + OOM_COUNTER_GRACE_S
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
-            if self.group.out_of_memory():
-                return True
-        return False
+        # Kennel's own kill (its owner saw the pipes close) can race the OOM killer's.
+        return self.group.settled_out_of_memory()
 
 
 class Sandbox:

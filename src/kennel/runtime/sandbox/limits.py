@@ -24,6 +24,8 @@ from pathlib import Path
 
 from kennel.runtime.sandbox.spec import MB, Limits
 
+OOM_COUNTER_GRACE_S = 0.5
+
 
 @dataclass
 class Group:
@@ -81,17 +83,19 @@ class Group:
         # The peak within a page-cache's breadth of the limit counts as reaching it.
         return peak.strip().isdigit() and limit.strip().isdigit() and int(peak) >= 0.95 * int(limit)
 
-    def remove(self) -> None:
-        hit = self.hit_limit()
+    def settled_out_of_memory(self) -> bool:
+        """``out_of_memory()``, waiting up to OOM_COUNTER_GRACE_S for the kernel's ``oom_kill`` counter
+        where the group reached its limit: the counter was seen to lag the death it explains."""
+        deadline = time.monotonic() + OOM_COUNTER_GRACE_S
         oom = self.out_of_memory()
-        # The oom_kill counter was seen to lag the death it explains; where the limit was reached, give
-        # it a moment before the group (and the counter) is gone.
-        deadline = time.monotonic() + 0.5
-        while hit and not oom and time.monotonic() < deadline:
+        while not oom and time.monotonic() < deadline and self.hit_limit():
             time.sleep(0.01)
             oom = self.out_of_memory()
-        self.removed_oom = oom  # the owner may ask after the process was reaped
-        self.removed_hit_limit = hit
+        return oom
+
+    def remove(self) -> None:
+        self.removed_oom = self.settled_out_of_memory()  # the owner may ask after the process was reaped
+        self.removed_hit_limit = self.hit_limit()
         # Anything still in the group outlived its sandbox (a PID 1 orphaned during bwrap's setup
         # escapes --die-with-parent): it goes now. The last processes may also still be leaving the
         # group a moment after their parent was reaped.
