@@ -16,11 +16,12 @@ all measured in this run on the same JPEG (500×375):
 * **overhead p50**: one request at a time, client-observed p50 minus the in-process p50 of the same
   request (the two alternate request by request), and the p50 of a trivial scripted model through
   the full path (everything but a model);
-* **bf16 / int8**: the full path again with ``KENNEL_PRECISION=bf16`` and ``=int8`` (``--precisions``),
-  with what the instance's precision gate decided and its figures (top-1 agreement and accuracy on the
-  artifact's validation sample). The random-weight model's sample is 48 synthetic images labelled with
-  its own fp32 predictions (so accuracy drop = disagreement); ``--artifact`` benchmarks a trained
-  model.tar.gz (the demo's, say) with the sample its training stored;
+* **bf16 / int8**: in process (the same gate) and the full path again with ``KENNEL_PRECISION=bf16``
+  and ``=int8`` (``--precisions``), with what the instance's precision gate decided and its figures
+  (top-1 agreement and accuracy on the artifact's validation sample). The random-weight model's
+  sample is 48 synthetic images labelled with its own fp32 predictions (so accuracy drop =
+  disagreement); ``--artifact`` benchmarks a trained model.tar.gz (the demo's, say) with the sample
+  its training stored;
 * **seeds' way**: eager PyTorch as the seed notebooks serve it (PIL + torchvision transforms, NCHW
   fp32, one request at a time, in process, no HTTP at all); **raw × seeds** and **full × seeds** are
   the raw fastest and full-path throughputs over that.
@@ -151,16 +152,19 @@ class SeedsWay:
 class InProcess:
     """The instance's own work (``build_server(...).run``), called directly: no HTTP, no gateway."""
 
-    def __init__(self, model_dir: Path, runtime: str, body: bytes) -> None:
-        previous = os.environ.get("KENNEL_RUNTIME")
-        os.environ["KENNEL_RUNTIME"] = runtime  # read by the handler's model_fn
+    def __init__(self, model_dir: Path, runtime: str, body: bytes, precision: str = "") -> None:
+        # The handler's model_fn reads these from the process environment, as an instance does.
+        wanted = {"KENNEL_RUNTIME": runtime, "KENNEL_PRECISION": precision}
+        previous = {name: os.environ.get(name) for name in wanted}
+        os.environ.update({name: value for name, value in wanted.items() if value})
         try:
             self.app = build_server(model_dir, dict(os.environ))
         finally:
-            if previous is None:
-                os.environ.pop("KENNEL_RUNTIME", None)
-            else:
-                os.environ["KENNEL_RUNTIME"] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self.body = body
 
     def one(self, _: int) -> None:
@@ -259,26 +263,33 @@ def main(argv: list[str] | None = None) -> None:
                 served = cloud.served_runtime(backbone)
                 full = FullPath(cloud, backbone, body, "image/jpeg", args.clients)
                 reduced: dict[str, FullPath] = {}
+                reduced_raw: dict[str, InProcess] = {}
                 gates: dict[str, str] = {}
                 for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
                     name = f"{backbone}-{precision}"
                     cloud.deploy(name, tarball, {**env, **extra_env, "KENNEL_PRECISION": precision})
                     gates[precision] = cloud.gate(name)
                     reduced[precision] = FullPath(cloud, name, body, "image/jpeg", args.clients)
+                    # In process with the same gate: full/raw for each precision, as for the exact path.
+                    reduced_raw[precision] = InProcess(model_dir, "auto", body, precision)
                 runs: dict[str, list[dict]] = {"seeds": [], "full": [], **{f"raw {rt}": [] for rt in raws}}
                 runs.update({f"full {p}": [] for p in reduced})
+                runs.update({f"in-process {p}": [] for p in reduced})
                 for _ in range(args.rounds):  # interleaved, so a burst of other load hits all alike
                     runs["seeds"].append(seeds.measure(1, args.seconds))
                     for rt, raw in raws.items():
                         runs[f"raw {rt}"].append(raw.measure(args.clients, args.seconds))
                     runs["full"].append(full.measure(args.clients, args.seconds))
                     for precision, path in reduced.items():
+                        runs[f"in-process {precision}"].append(
+                            reduced_raw[precision].measure(args.clients, args.seconds)
+                        )
                         runs[f"full {precision}"].append(path.measure(args.clients, args.seconds))
                 result = {key: best(value) for key, value in runs.items()}
                 fastest = max(raws, key=lambda rt: result[f"raw {rt}"]["rps"])
                 result["raw"] = dict(result[f"raw {fastest}"])
                 full_p50, raw_p50 = interleaved_p50(full, raws[fastest], 30)
-                for raw in raws.values():
+                for raw in [*raws.values(), *reduced_raw.values()]:
                     raw.close()
                 result["full"]["p50_ms"], result["raw"]["p50_ms"] = full_p50, raw_p50
                 result.update(
@@ -332,9 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     for backbone, r in results.items():
         for precision, verdict in r["gates"].items():
             rps = r[f"full {precision}"]["rps"]
+            local = r[f"in-process {precision}"]["rps"]
             console.print(
                 f"{backbone} KENNEL_PRECISION={precision}: full path {rps:.1f} req/s = "
-                f"{rps / r['seeds']['rps']:.2f}× seeds, {rps / r['full']['rps']:.2f}× the exact default; "
+                f"{rps / r['seeds']['rps']:.2f}× seeds, {rps / r['full']['rps']:.2f}× the exact default, "
+                f"{rps / local:.2f}× in process ({local:.1f} req/s = "
+                f"{local / r['seeds']['rps']:.2f}× seeds); "
                 f"gate {verdict}",
                 highlight=False,
             )
