@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from kennel.cloud.audit import AuditLog, AuditRecord
@@ -36,10 +36,23 @@ def context_keys(principal: Principal, *, now: datetime, source_ip: str, region:
     return keys
 
 
+# The resource policies kept apart from the caller's request (S3 bucket policies): (principal, action,
+# resource) → the policies that also decide that check.
+ResourcePolicySource = Callable[[Principal, str, str], Sequence[Policy]]
+
+
 class Authorizer:
-    def __init__(self, identities: IdentityDirectory, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        identities: IdentityDirectory,
+        audit: AuditLog,
+        resource_policies_of: ResourcePolicySource | None = None,
+    ) -> None:
         self.identities = identities
         self.audit = audit
+        # Looked up here rather than by each caller, so that no S3 check (the proxy's, or a provider's
+        # reading S3 as a role) can be made without its bucket's policy.
+        self.resource_policies_of = resource_policies_of
 
     def decide(
         self,
@@ -61,6 +74,8 @@ class Authorizer:
         context = context_keys(principal, now=now, source_ip=source_ip, region=region)
         if extra_context:
             context.update(extra_context)
+        if self.resource_policies_of is not None:
+            resource_policies = (*resource_policies, *self.resource_policies_of(principal, action, resource))
         decision = evaluate(
             AuthzRequest(principal.arn, action, resource, context),
             policies.identity,

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from kennel.cloud import ids
 from kennel.cloud.audit import AuditLog
 from kennel.cloud.auth import tables as t
-from kennel.cloud.auth.identity import IdentityDirectory
+from kennel.cloud.auth.identity import IdentityDirectory, user_arn
 from kennel.cloud.authz import Authorizer
+from kennel.cloud.objectstore.bucketpolicies import BucketPolicies
 from kennel.cloud.objectstore.store import ObjectStore
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.iam.managed import managed_arn
@@ -43,7 +44,9 @@ class Cloud:
         self.store = StateStore(settings.db_path)
         self.identities = IdentityDirectory(self.store, settings.account_id, time.time)
         self.audit = AuditLog(self.store)
-        self.authorizer = Authorizer(self.identities, self.audit)
+        # S3 bucket policies, kept by Kennel and consulted by every S3 authorisation check
+        self.bucket_policies = BucketPolicies(self.store, user_arn(settings.account_id, settings.admin_user))
+        self.authorizer = Authorizer(self.identities, self.audit, self.bucket_policies.for_request)
         # iam:PassRole + trust checks for every operation that hands a service a role
         self.service_roles = ServiceRoles(self.store, self.identities, self.authorizer)
         self.objects = ObjectStore(settings.state_dir / "objects")  # SeaweedFS starts on first use

@@ -44,7 +44,7 @@ class S3Call:
 
 # Subresources AWS defines. Those Kennel serves map (method → operation, IAM action); any other
 # one gets NotImplemented rather than being mistaken for the plain operation on the same path.
-_BUCKET_SUBRESOURCES: dict[str, dict[str, tuple[str, str]]] = {
+_FORWARDED_BUCKET_SUBRESOURCES: dict[str, dict[str, tuple[str, str]]] = {
     "acl": {"GET": ("GetBucketAcl", "GetBucketAcl"), "PUT": ("PutBucketAcl", "PutBucketAcl")},
     "cors": {"GET": ("GetBucketCors", "GetBucketCORS"), "PUT": ("PutBucketCors", "PutBucketCORS"),
              "DELETE": ("DeleteBucketCors", "PutBucketCORS")},
@@ -71,32 +71,60 @@ _OBJECT_SUBRESOURCES: dict[str, dict[str, tuple[str, str]]] = {
                  "POST": ("CompleteMultipartUpload", "PutObject"),
                  "DELETE": ("AbortMultipartUpload", "AbortMultipartUpload")},
 }  # fmt: skip
-_OTHER_SUBRESOURCES = frozenset(
-    [
-        "accelerate",
-        "analytics",
-        "attributes",
-        "encryption",
-        "intelligent-tiering",
-        "inventory",
-        "legal-hold",
-        "logging",
-        "metrics",
-        "notification",
-        "object-lock",
-        "ownershipControls",
-        "policy",
-        "policyStatus",
-        "publicAccessBlock",
-        "replication",
-        "requestPayment",
-        "restore",
-        "retention",
-        "select",
-        "torrent",
-        "website",
-    ]
+# Bucket configuration Kennel never holds: S3's GET of it is answered by Kennel itself, truthfully ("not
+# configured", objectstore/bucketconfig.py); the other methods AWS defines for it stay NotImplemented,
+# since Kennel cannot configure it. subresource → (GET operation, IAM action, AWS's other methods).
+# The action names are the S3 authorization reference's (GetBucketEncryption → s3:GetEncryptionConfiguration).
+_NEVER_CONFIGURED: dict[str, tuple[str, str, str]] = {
+    "website": ("GetBucketWebsite", "GetBucketWebsite", "PUT DELETE"),
+    "encryption": ("GetBucketEncryption", "GetEncryptionConfiguration", "PUT DELETE"),
+    "replication": ("GetBucketReplication", "GetReplicationConfiguration", "PUT DELETE"),
+    "object-lock": ("GetObjectLockConfiguration", "GetBucketObjectLockConfiguration", "PUT"),
+    "publicAccessBlock": ("GetPublicAccessBlock", "GetBucketPublicAccessBlock", "PUT DELETE"),
+    "ownershipControls": ("GetBucketOwnershipControls", "GetBucketOwnershipControls", "PUT DELETE"),
+    "logging": ("GetBucketLogging", "GetBucketLogging", "PUT"),
+    "notification": ("GetBucketNotificationConfiguration", "GetBucketNotification", "PUT"),
+    "accelerate": ("GetBucketAccelerateConfiguration", "GetAccelerateConfiguration", "PUT"),
+    "requestPayment": ("GetBucketRequestPayment", "GetBucketRequestPayment", "PUT"),
+    "analytics": ("ListBucketAnalyticsConfigurations", "GetAnalyticsConfiguration", "PUT DELETE"),
+    "metrics": ("ListBucketMetricsConfigurations", "GetMetricsConfiguration", "PUT DELETE"),
+    "inventory": ("ListBucketInventoryConfigurations", "GetInventoryConfiguration", "PUT DELETE"),
+    "intelligent-tiering": (
+        "ListBucketIntelligentTieringConfigurations", "GetIntelligentTieringConfiguration", "PUT DELETE"
+    ),
+}  # fmt: skip
+# A list operation given ``id=`` reads one configuration instead (same IAM action).
+_BY_ID = {
+    "ListBucketAnalyticsConfigurations": "GetBucketAnalyticsConfiguration",
+    "ListBucketMetricsConfigurations": "GetBucketMetricsConfiguration",
+    "ListBucketInventoryConfigurations": "GetBucketInventoryConfiguration",
+    "ListBucketIntelligentTieringConfigurations": "GetBucketIntelligentTieringConfiguration",
+}
+# Answered by Kennel, not the store (objectstore/local.py): bucket policies and the configuration reads.
+BUCKET_POLICY_OPERATIONS = frozenset(
+    ["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "GetBucketPolicyStatus"]
 )
+LOCAL_OPERATIONS = (
+    BUCKET_POLICY_OPERATIONS | {op for op, _, _ in _NEVER_CONFIGURED.values()} | set(_BY_ID.values())
+)
+
+
+def _bucket_table() -> dict[str, dict[str, tuple[str, str]]]:
+    """The served bucket subresources: the forwarded ones, bucket policies, and the configuration reads.
+    A HEAD of a locally answered read is that GET without its body, as HTTP defines HEAD."""
+    table = dict(_FORWARDED_BUCKET_SUBRESOURCES)
+    reads = {name: (op, action) for name, (op, action, _) in _NEVER_CONFIGURED.items()}
+    reads["policy"] = ("GetBucketPolicy", "GetBucketPolicy")
+    reads["policyStatus"] = ("GetBucketPolicyStatus", "GetBucketPolicyStatus")
+    for name, read in reads.items():
+        table[name] = {"GET": read, "HEAD": read}
+    table["policy"]["PUT"] = ("PutBucketPolicy", "PutBucketPolicy")
+    table["policy"]["DELETE"] = ("DeleteBucketPolicy", "DeleteBucketPolicy")
+    return table
+
+
+_BUCKET_SUBRESOURCES = _bucket_table()
+_OTHER_SUBRESOURCES = frozenset(["attributes", "legal-hold", "restore", "retention", "select", "torrent"])
 _PLAIN = {  # no subresource: (method, names a key) → (operation, action)
     ("GET", True): ("GetObject", "GetObject"),
     ("HEAD", True): ("HeadObject", "GetObject"),
@@ -265,9 +293,7 @@ def classify(
     bucket, key = split_path(raw_path, host_bucket)
     if bucket is None:
         if method != "GET":
-            raise S3RequestError(
-                "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
-            )
+            raise _not_allowed()
         return S3Call("ListBuckets", None, None, (Check("s3:ListAllMyBuckets", "arn:aws:s3:::*"),))
     if key is not None:
         check_key(key)
@@ -278,31 +304,46 @@ def classify(
     for name in query:
         if name in table:
             if method not in table[name]:
-                raise S3RequestError(
-                    "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
-                )
+                if not key and method in _NEVER_CONFIGURED.get(name, ("", "", ""))[2].split():
+                    raise _not_implemented(name, method)  # AWS's own method: Kennel cannot configure it
+                raise _not_allowed()
             operation, action = table[name][method]
+            if operation in _BY_ID and "id" in query:
+                operation = _BY_ID[operation]
             return _with_checks(operation, action, bucket, key, query, headers, body)
+        if key and method == "POST" and name in _BUCKET_SUBRESOURCES:
+            # POST on an object is only a multipart (or restore/select) request; AWS refuses the rest
+            # with MethodNotAllowed (ResourceType OBJECT), e.g. a DeleteObjects aimed at a key.
+            raise _not_allowed()
         if (
             name in _OTHER_SUBRESOURCES
             or (name in _BUCKET_SUBRESOURCES and key)
             or (name in _OBJECT_SUBRESOURCES and not key)
         ):
-            raise S3RequestError(
-                "NotImplemented", 501,
-                f"Kennel's S3 does not implement the '{name}' subresource for {method} requests.",
-            )  # fmt: skip
+            raise _not_implemented(name, method)
     plain = _PLAIN.get((method, bool(key)))
     if plain is None:
-        raise S3RequestError(
-            "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
-        )
+        raise _not_allowed()
     operation, action = plain
     if operation == "ListObjects" and query.get("list-type") == "2":
         operation = "ListObjectsV2"
     if "x-amz-copy-source" in headers and operation == "PutObject":
         operation = "CopyObject"
     return _with_checks(operation, action, bucket, key, query, headers, body)
+
+
+def _not_allowed() -> S3RequestError:
+    return S3RequestError(
+        "MethodNotAllowed", 405, "The specified method is not allowed against this resource."
+    )
+
+
+def _not_implemented(name: str, method: str) -> S3RequestError:
+    return S3RequestError(
+        "NotImplemented",
+        501,
+        f"Kennel's S3 does not implement the '{name}' subresource for {method} requests.",
+    )
 
 
 def _with_checks(

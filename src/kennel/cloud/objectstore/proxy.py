@@ -1,24 +1,20 @@
 """S3 through the gateway: verify SigV4, authorise with IAM, then stream to and from SeaweedFS.
 
-Bodies are spooled (memory up to a few MB, then a file in the state dir) while their SHA-256 is
-computed, because S3 signs the body's digest and a request must be refused before any of it
-reaches the store. Responses stream back unchanged (SeaweedFS already speaks S3's XML), with
-Kennel's request id.
+Bodies are spooled (``spool.py``) while their SHA-256 is computed, because S3 signs the body's digest
+and a request must be refused before any of it reaches the store. Responses stream back unchanged
+(SeaweedFS already speaks S3's XML), with Kennel's request id. The few operations the store cannot
+answer truthfully (bucket policies, configuration it never holds) are answered by ``local.py`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
-import tempfile
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -29,7 +25,7 @@ from botocore.credentials import Credentials
 
 from kennel.cloud.auth.sigv2 import is_sigv2, verify_v2
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, VerifiedRequest, verify
-from kennel.cloud.objectstore import chunked
+from kennel.cloud.objectstore import chunked, local
 from kennel.cloud.objectstore.operations import (
     S3Call,
     S3RequestError,
@@ -41,6 +37,7 @@ from kennel.cloud.objectstore.operations import (
     parse_query,
 )
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+from kennel.cloud.objectstore.spool import Spool
 
 log = logging.getLogger("kennel.s3")
 
@@ -49,8 +46,6 @@ REQUEST_TIMEOUT_MESSAGE = (
     "Idle connections will be closed."
 )
 
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024
-_CHUNK = 1024 * 1024
 _MAX_DELETE_BODY = 2 * 1024 * 1024
 _PRESIGN_PARAMS = frozenset(
     [
@@ -91,64 +86,6 @@ _NON_ASCII = re.compile("[\x80-\xff]")
 _DROPPED_RESPONSE_HEADERS = frozenset(
     ["connection", "keep-alive", "transfer-encoding", "server", "x-amz-request-id"]
 )
-
-
-class _Spool:
-    """The request body: bytes in memory, or a temporary file once it outgrows memory."""
-
-    def __init__(self, spool_dir: Path) -> None:
-        self._dir = spool_dir
-        self._memory = bytearray()
-        self._file = None
-        self.size = 0
-        self._hash = hashlib.sha256()
-        self.trailers: dict[str, str] | None = None  # checksum trailers of a decoded aws-chunked body
-
-    def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
-        if self._file is None and len(self._memory) + len(chunk) <= _SPOOL_IN_MEMORY:
-            self._memory += chunk
-            return
-        if self._file is None:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._file = tempfile.TemporaryFile(dir=self._dir)  # noqa: SIM115 - closed by close()
-            self._file.write(self._memory)
-            self._memory = bytearray()
-        self._file.write(chunk)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-    def reader(self):
-        """A blocking ``read(n)`` over the whole body, from the start."""
-        if self._file is None:
-            view, offset = bytes(self._memory), 0
-
-            def read(n: int) -> bytes:
-                nonlocal offset
-                piece = view[offset : offset + n]
-                offset += len(piece)
-                return piece
-
-            return read
-        self._file.seek(0)
-        return self._file.read
-
-    def small_body(self) -> bytes | None:
-        return bytes(self._memory) if self._file is None else None
-
-    async def chunks(self, executor: Executor | None = None) -> AsyncIterator[bytes]:
-        assert self._file is not None
-        loop = asyncio.get_running_loop()
-        self._file.seek(0)
-        while chunk := await loop.run_in_executor(executor, self._file.read, _CHUNK):
-            yield chunk
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 class _ForwardSigner(S3SigV4Auth):
@@ -193,6 +130,7 @@ class S3Proxy:
         # set by the gateway; None (the loop's default executor) when the proxy is used on its own.
         self.executor: Executor | None = None
         self.body_timeout_s = cloud.settings.body_timeout_s
+        self.local = local.LocalOperations(cloud.bucket_policies, cloud.objects)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the event loop that uses it
@@ -219,7 +157,7 @@ class S3Proxy:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         request = _Incoming(method, raw_path, query_string, pairs, headers, request_id,
                             (scope.get("client") or ("127.0.0.1", 0))[0])  # fmt: skip
-        spool = _Spool(self.spool_dir)
+        spool = Spool(self.spool_dir)
         body = spool
         try:
             try:
@@ -229,6 +167,11 @@ class S3Proxy:
                 call, verified, endpoint, forward_query = admitted
                 if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
                     body = await loop.run_in_executor(self.executor, self._dechunk, request, verified, spool)
+                answer = None
+                if local.serves(call):
+                    answer = await loop.run_in_executor(
+                        self.executor, self.local.answer, call, headers, body.small_body()
+                    )
             except _ClientGone:
                 return  # a body cut short must never be stored as if it were whole
             except S3RequestError as err:
@@ -246,6 +189,9 @@ class S3Proxy:
             except ObjectStoreUnavailable as exc:
                 await _send_error(send, method, 503, "ServiceUnavailable", str(exc), request_id)
                 return
+            if answer is not None:
+                await _send_answer(send, method, answer, request_id)
+                return
             await self._forward(send, endpoint, request, body, call, forward_query)
         except Exception as exc:  # last resort: one request gets an S3-shaped error, never the gateway
             if isinstance(exc, RecursionError | UnicodeError):  # only bad input causes these: the client's
@@ -262,7 +208,7 @@ class S3Proxy:
             if body is not spool:
                 body.close()
 
-    async def _read_body(self, receive, headers: dict[str, str], spool: _Spool) -> None:
+    async def _read_body(self, receive, headers: dict[str, str], spool: Spool) -> None:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_object_bytes:
             raise S3RequestError(
@@ -294,7 +240,7 @@ class S3Proxy:
         except TimeoutError:
             raise S3RequestError("RequestTimeout", 400, REQUEST_TIMEOUT_MESSAGE) from None
 
-    def _admit(self, request: _Incoming, spool: _Spool) -> tuple[S3Call, VerifiedRequest, str, str]:
+    def _admit(self, request: _Incoming, spool: Spool) -> tuple[S3Call, VerifiedRequest, str, str]:
         """SigV4, then classification, then every IAM check the operation needs, then the store's
         endpoint (starting it if needed) — all on one worker thread. Also returns the query string to
         forward, rebuilt from exactly the parameters that were authorised."""
@@ -340,7 +286,7 @@ class S3Proxy:
                 raise S3RequestError("AccessDenied", 403, message)
         return call, verified, self.cloud.objects.endpoint(), encode_query(query, drop=_PRESIGN_PARAMS)
 
-    def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: _Spool) -> _Spool:
+    def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: Spool) -> Spool:
         """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
         mode = request.headers["x-amz-content-sha256"]
         signer = None
@@ -361,7 +307,7 @@ class S3Proxy:
             raise S3RequestError(
                 "NotImplemented", 501, f"Kennel's S3 does not accept x-amz-content-sha256: {mode}."
             )
-        plain = _Spool(self.spool_dir)
+        plain = Spool(self.spool_dir)
         try:
             decoded = chunked.decode(spool.reader(), plain.write, signer, max_size=spool.size)
         except BaseException:
@@ -378,7 +324,7 @@ class S3Proxy:
         return plain
 
     async def _forward(
-        self, send, endpoint: str, request: _Incoming, body: _Spool, call: S3Call, query: str
+        self, send, endpoint: str, request: _Incoming, body: Spool, call: S3Call, query: str
     ) -> None:
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
@@ -422,6 +368,10 @@ class S3Proxy:
                               f"Kennel's object store did not answer: {exc}", request.request_id)  # fmt: skip
             return
         try:
+            if call.operation == "DeleteBucket" and response.status == 204:  # the policy goes with it
+                await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.local.bucket_deleted, call.bucket or ""
+                )
             out_headers = [
                 (name.lower(), value)
                 for name, value in response.raw_headers
@@ -455,6 +405,18 @@ class _ClientGone(Exception):
 async def send_slow_down(send, method: str, request_id: str) -> None:
     """S3's answer when the gateway admits no more S3 requests for now (SDKs back off and retry)."""
     await _send_error(send, method, 503, "SlowDown", "Please reduce your request rate.", request_id)
+
+
+async def _send_answer(send, method: str, answer: local.Answer, request_id: str) -> None:
+    body = b"" if method == "HEAD" or answer.status == 204 else answer.body
+    headers = [(b"x-amz-request-id", request_id.encode())]
+    if answer.status != 204:
+        headers += [
+            (b"content-type", answer.content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send_error(

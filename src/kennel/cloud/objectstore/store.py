@@ -118,10 +118,23 @@ class ObjectStore:
 
     def _bucket_exists(self, bucket: str) -> bool:
         try:
+            return self.bucket_exists(bucket)
+        except ObjectStoreUnavailable:
+            return False
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether the store holds the bucket; ObjectStoreUnavailable when it cannot say."""
+        try:
             self.client().head_bucket(Bucket=bucket)
             return True
-        except (ClientError, BotoCoreError):
-            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise ObjectStoreUnavailable(
+                f"the object store could not say whether {bucket!r} exists: {exc}"
+            ) from None
+        except BotoCoreError as exc:
+            raise ObjectStoreUnavailable(f"the object store did not answer: {exc}") from None
 
     def read(self, bucket: str, key: str, *, max_bytes: int, version: str | None = None) -> bytes:
         """The object's bytes; ObjectNotReadable when missing or larger than ``max_bytes``."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kennel.cloud.objectstore.operations import S3RequestError, bucket_from_host, classify, split_path
+from kennel.cloud.objectstore.operations import (
+    LOCAL_OPERATIONS,
+    S3RequestError,
+    bucket_from_host,
+    classify,
+    split_path,
+)
 
 B = "arn:aws:s3:::bkt"
 
@@ -45,6 +51,49 @@ def test_operations_and_their_checks(method, path, query, headers, operation, ch
     assert [(c.action, c.resource) for c in call.checks] == checks
 
 
+@pytest.mark.parametrize(
+    ("method", "query", "operation", "action"),
+    [
+        ("GET", {"policy": ""}, "GetBucketPolicy", "s3:GetBucketPolicy"),
+        ("HEAD", {"policy": ""}, "GetBucketPolicy", "s3:GetBucketPolicy"),
+        ("PUT", {"policy": ""}, "PutBucketPolicy", "s3:PutBucketPolicy"),
+        ("DELETE", {"policy": ""}, "DeleteBucketPolicy", "s3:DeleteBucketPolicy"),
+        ("GET", {"policyStatus": ""}, "GetBucketPolicyStatus", "s3:GetBucketPolicyStatus"),
+        ("GET", {"website": ""}, "GetBucketWebsite", "s3:GetBucketWebsite"),
+        ("GET", {"encryption": ""}, "GetBucketEncryption", "s3:GetEncryptionConfiguration"),
+        ("GET", {"replication": ""}, "GetBucketReplication", "s3:GetReplicationConfiguration"),
+        ("GET", {"object-lock": ""}, "GetObjectLockConfiguration", "s3:GetBucketObjectLockConfiguration"),
+        ("GET", {"publicAccessBlock": ""}, "GetPublicAccessBlock", "s3:GetBucketPublicAccessBlock"),
+        ("GET", {"ownershipControls": ""}, "GetBucketOwnershipControls", "s3:GetBucketOwnershipControls"),
+        ("GET", {"logging": ""}, "GetBucketLogging", "s3:GetBucketLogging"),
+        ("GET", {"notification": ""}, "GetBucketNotificationConfiguration", "s3:GetBucketNotification"),
+        ("GET", {"accelerate": ""}, "GetBucketAccelerateConfiguration", "s3:GetAccelerateConfiguration"),
+        ("GET", {"requestPayment": ""}, "GetBucketRequestPayment", "s3:GetBucketRequestPayment"),
+        ("GET", {"analytics": ""}, "ListBucketAnalyticsConfigurations", "s3:GetAnalyticsConfiguration"),
+        ("GET", {"analytics": "", "id": "a"}, "GetBucketAnalyticsConfiguration",
+         "s3:GetAnalyticsConfiguration"),
+        ("GET", {"metrics": ""}, "ListBucketMetricsConfigurations", "s3:GetMetricsConfiguration"),
+        ("GET", {"metrics": "", "id": "m"}, "GetBucketMetricsConfiguration", "s3:GetMetricsConfiguration"),
+        ("GET", {"inventory": ""}, "ListBucketInventoryConfigurations", "s3:GetInventoryConfiguration"),
+        ("GET", {"inventory": "", "id": "i"}, "GetBucketInventoryConfiguration",
+         "s3:GetInventoryConfiguration"),
+        ("GET", {"intelligent-tiering": ""}, "ListBucketIntelligentTieringConfigurations",
+         "s3:GetIntelligentTieringConfiguration"),
+        ("GET", {"intelligent-tiering": "", "id": "t"}, "GetBucketIntelligentTieringConfiguration",
+         "s3:GetIntelligentTieringConfiguration"),
+    ],
+)  # fmt: skip
+def test_operations_kennel_answers_itself(method, query, operation, action) -> None:
+    call = classify(method, "/bkt", query, {})
+    assert (call.operation, [(c.action, c.resource) for c in call.checks]) == (operation, [(action, B)])
+    assert call.operation in LOCAL_OPERATIONS
+
+
+def test_forwarded_operations_are_not_answered_locally() -> None:
+    for method, query in [("GET", {"acl": ""}), ("GET", {"tagging": ""}), ("PUT", {}), ("DELETE", {})]:
+        assert classify(method, "/bkt", query, {}).operation not in LOCAL_OPERATIONS
+
+
 def test_list_requests_carry_the_s3_condition_keys() -> None:
     call = classify(
         "GET", "/bkt", {"list-type": "2", "prefix": "data/", "delimiter": "/", "max-keys": "5"}, {}
@@ -67,8 +116,19 @@ def test_delete_objects_authorises_every_key() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "query", "headers", "body", "code"),
     [
-        ("GET", "/bkt", {"policy": ""}, {}, b"", "NotImplemented"),  # not evaluated, so not served
         ("PUT", "/bkt/k", {"retention": ""}, {}, b"", "NotImplemented"),
+        # Configuration Kennel never holds: its GET is answered, AWS's other methods are not implemented,
+        # and a method AWS does not define for it is not allowed.
+        ("PUT", "/bkt", {"website": ""}, {}, b"", "NotImplemented"),
+        ("DELETE", "/bkt", {"encryption": ""}, {}, b"", "NotImplemented"),
+        ("PUT", "/bkt", {"logging": ""}, {}, b"", "NotImplemented"),
+        ("DELETE", "/bkt", {"logging": ""}, {}, b"", "MethodNotAllowed"),
+        ("POST", "/bkt", {"policy": ""}, {}, b"", "MethodNotAllowed"),
+        ("PUT", "/bkt", {"policyStatus": ""}, {}, b"", "MethodNotAllowed"),
+        ("GET", "/bkt/k", {"policy": ""}, {}, b"", "NotImplemented"),  # a bucket subresource on a key
+        ("GET", "/bkt/k", {"website": ""}, {}, b"", "NotImplemented"),
+        ("POST", "/bkt/k", {"delete": ""}, {}, b"", "MethodNotAllowed"),  # POST on an object
+        ("POST", "/bkt/k", {"policy": ""}, {}, b"", "MethodNotAllowed"),
         ("POST", "/bkt", {}, {}, b"", "MethodNotAllowed"),
         ("PUT", "/", {}, {}, b"", "MethodNotAllowed"),
         ("GET", "/bkt/k", {"uploads": ""}, {}, b"", "MethodNotAllowed"),
