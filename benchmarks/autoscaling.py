@@ -101,7 +101,7 @@ def main() -> None:
             time_scale_s=args.time_scale,
             allow_local_model_data=(root,),  # the model.tar.gz is built under this directory
         )
-        running = server.start_detached(settings)
+        running = server.start_detached(settings, follow_caller=True)
         try:
             creds = admin_credentials(settings)
             assert creds is not None

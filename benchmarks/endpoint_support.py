@@ -35,7 +35,7 @@ class Cloud:
     def __init__(self, root: Path) -> None:
         # The model.tar.gz is built under root; the gateway reads local model data only from there.
         self.settings = Settings(state_dir=root / "state", port=0, allow_local_model_data=(root,))
-        self.running = server.start_detached(self.settings)
+        self.running = server.start_detached(self.settings, follow_caller=True)
         creds = admin_credentials(self.settings)
         assert creds is not None
         self.kwargs = dict(

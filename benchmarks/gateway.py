@@ -167,7 +167,7 @@ def main() -> None:
         cloud.close()
 
         live = Settings(state_dir=Path(tmp) / "live", port=server.free_port())
-        running = server.start_detached(live)
+        running = server.start_detached(live, follow_caller=True)
         try:
             creds = admin_credentials(live)
             assert creds is not None

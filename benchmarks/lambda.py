@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kennel-bench-") as tmp:
         settings = Settings(state_dir=Path(tmp) / "state", port=0)
-        running = server.start_detached(settings)
+        running = server.start_detached(settings, follow_caller=True)
         try:
             run(running.endpoint, settings, args)
         finally:

@@ -85,7 +85,7 @@ def main() -> None:
     console = Console()
     state = Path(tempfile.mkdtemp(prefix="kennel-bench-s3-"))
     settings = Settings(state_dir=state, port=server.free_port())
-    running = server.start_detached(settings)
+    running = server.start_detached(settings, follow_caller=True)
     try:
         creds = admin_credentials(settings)
         assert creds is not None

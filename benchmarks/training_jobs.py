@@ -165,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kennel-bench-training-"))
     settings = Settings(state_dir=work / "state", port=server.free_port())
-    running = server.start_detached(settings)
+    running = server.start_detached(settings, follow_caller=True)
     try:
         creds = admin_credentials(settings)
         assert creds is not None

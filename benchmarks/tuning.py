@@ -174,7 +174,7 @@ def overhead() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kennel-bench-tuning-"))
     settings = Settings(state_dir=work / "state", port=server.free_port())
-    running = server.start_detached(settings)
+    running = server.start_detached(settings, follow_caller=True)
     try:
         creds = admin_credentials(settings)
         assert creds is not None

@@ -73,13 +73,17 @@ def _local_model_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield
 
 
+GATEWAY = [sys.executable, "-m", "kennel.cloud.server"]
+
+
 def start_gateway(
     state_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None
 ) -> LiveCloud:
     port = port or server.free_port()
     log = (state_dir.parent / f"{state_dir.name}-gateway.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kennel.cloud.server", "--state-dir", str(state_dir), "--port", str(port)],
+        # --parent-pid: the gateway stops when this pytest process is gone, even when it is killed.
+        [*GATEWAY, "--state-dir", str(state_dir), "--port", str(port), "--parent-pid", str(os.getpid())],
         stdout=log,
         stderr=log,
         start_new_session=True,

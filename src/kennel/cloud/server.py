@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kennel.runtime.loop import ticker
 from kennel.runtime.sandbox import gateway_socket
 from kennel.settings import Settings
 
@@ -77,15 +79,17 @@ def healthy(port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def serve(settings: Settings) -> None:
-    """Foreground: build the cloud, record PID and port, serve until SIGINT/SIGTERM."""
+def serve(settings: Settings, *, parent_pid: int = 0) -> None:
+    """Foreground: build the cloud, record PID and port, serve until SIGINT/SIGTERM (or, with
+    ``parent_pid``, until that parent process is gone)."""
     from kennel.cloud.sealing import is_secret_name
 
     if any(is_secret_name(name) for name in os.environ):
         # /proc/<pid>/environ shows the environment a process was started with, whatever os.environ
         # says later, so a shell's exported keys would stay readable there: start over without them.
         # exec keeps the PID, so Ctrl-C and `kennel down` reach this same process.
-        os.execve(sys.executable, _server_command(settings, settings.port), _gateway_environment(settings))
+        command = _server_command(settings, settings.port, parent_pid)
+        os.execve(sys.executable, command, _gateway_environment(settings))
     import uvicorn
 
     from kennel.cloud.cloudstate import Cloud
@@ -123,6 +127,8 @@ def serve(settings: Settings) -> None:
     # before it started: with the default one, SIGTERM (`kennel down`) would kill the process before
     # the cleanup below stops model servers and function environments and flushes logs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if parent_pid:
+        ticker("parent-watch", 0.5, _orphan_check(parent_pid)).start()
     try:
         uvicorn.Server(config).run(sockets=listeners)
     finally:
@@ -157,12 +163,32 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(0)
 
 
-def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
-    """Start the gateway in its own session; return once it answers its health route."""
+def _orphan_check(parent_pid: int) -> Callable[[], None]:
+    """A gateway started for a test session or a benchmark stops with the process that started it: a
+    killed pytest used to leave its gateway (and SeaweedFS, model servers, function environments)
+    running, detached in its own session. Once the parent is gone this process is re-parented, so
+    ``getppid`` changes; one SIGTERM then takes the same clean path as ``kennel down`` (a second one
+    would interrupt that clean-up)."""
+    sent = False
+
+    def check() -> None:
+        nonlocal sent
+        if not sent and os.getppid() != parent_pid:
+            sent = True
+            logging.getLogger("kennel.server").warning("parent process %d is gone: stopping", parent_pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return check
+
+
+def start_detached(settings: Settings, *, wait_s: float = 60.0, follow_caller: bool = False) -> Running:
+    """Start the gateway in its own session; return once it answers its health route.
+    ``follow_caller``: the gateway stops when this process is gone (tests, benchmarks), rather than
+    outliving it as ``kennel up`` means it to."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     port = settings.port or free_port()
     log = (settings.state_dir / LOG_FILE).open("ab")
-    cmd = _server_command(settings, port)
+    cmd = _server_command(settings, port, os.getpid() if follow_caller else 0)
     # The gateway's own environment holds no secret (`kennel env` output exported in this shell included).
     proc = subprocess.Popen(
         cmd,
@@ -189,7 +215,8 @@ def start_detached(settings: Settings, *, wait_s: float = 60.0) -> Running:
     )
 
 
-def _server_command(settings: Settings, port: int) -> list[str]:
+def _server_command(settings: Settings, port: int, parent_pid: int = 0) -> list[str]:
+    follow = ["--parent-pid", str(parent_pid)] if parent_pid else []
     return [
         sys.executable,
         "-m",
@@ -202,6 +229,7 @@ def _server_command(settings: Settings, port: int) -> list[str]:
         settings.region,
         "--time-scale",
         str(settings.time_scale_s),
+        *follow,
     ]
 
 
@@ -240,10 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--region", default=None)
     parser.add_argument("--time-scale", type=float, default=None, help="seconds in one simulated minute")
+    parser.add_argument("--parent-pid", type=int, default=0, help="stop when this parent process is gone")
     args = parser.parse_args(argv)
     overrides = {"region": args.region, "time_scale_s": args.time_scale}
     try:
-        serve(Settings.from_env(state_dir=args.state_dir, port=args.port, **overrides))
+        settings = Settings.from_env(state_dir=args.state_dir, port=args.port, **overrides)
+        serve(settings, parent_pid=args.parent_pid)
     except KeyboardInterrupt:
         # Ctrl-C after a clean shutdown (uvicorn re-raises it once it has stopped): the shell's code,
         # not a death by signal. `kennel up` in the foreground re-executes into this module when it

@@ -115,3 +115,49 @@ def test_foreground_up_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+_STARTER = """
+import sys, time
+from pathlib import Path
+from kennel.cloud import server
+from kennel.settings import Settings
+running = server.start_detached(Settings(state_dir=Path(sys.argv[1]), port=0), follow_caller=True)
+print(running.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_following_gateway_stops_when_its_starter_is_killed(tmp_path: Path) -> None:
+    """Tests and benchmarks start gateways with ``follow_caller``: killing the starter (a pytest stopped
+    with SIGKILL) must not leave the gateway, SeaweedFS and model servers running for ever."""
+    import signal
+    import time
+
+    from kennel.cloud import server
+
+    state = tmp_path / "state"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", _STARTER, str(state)], stdout=subprocess.PIPE, text=True
+    )
+    gateway_pid = 0
+    try:
+        assert starter.stdout is not None
+        gateway_pid = int(starter.stdout.readline())
+        running = server.read_running(state)
+        assert running is not None and running.pid == gateway_pid and server.healthy(running.port)
+        os.kill(starter.pid, signal.SIGKILL)  # no clean-up code in the starter runs
+        starter.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while server.read_running(state) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Gone, and through its clean path: the runtime record is removed only by the gateway's own
+        # shutdown code, after it has stopped what it started.
+        assert server.read_running(state) is None
+        assert not (state / server.RUNTIME_FILE).exists()
+        assert "parent process" in (state / server.LOG_FILE).read_text()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+        if gateway_pid and server.read_running(state) is not None:
+            server.stop_pid(gateway_pid)

@@ -158,7 +158,7 @@ def test_detached_gateway_environment_holds_no_secret(
     monkeypatch.setenv("AWS_SESSION_TOKEN", "shell-token-" + "8" * 20)
     monkeypatch.setenv("KENNEL_S3_EAGER", "0")
     settings = Settings(state_dir=tmp_path / "state", port=server.free_port())
-    running = server.start_detached(settings)
+    running = server.start_detached(settings, follow_caller=True)
     try:
         environ = Path(f"/proc/{running.pid}/environ").read_bytes()
         assert b"shell-secret-" not in environ and b"shell-token-" not in environ
