@@ -6,8 +6,9 @@ A gateway process of its own serves a trivial scripted model (``model_fn``/``tra
 one boto3 client calls InvokeEndpoint and sts GetCallerIdentity alternately, one request at a time, so
 load from elsewhere lands on both alike. GetCallerIdentity is the baseline: signed HTTP, SigV4, routing
 and serialization with no IAM decision, no router and no model server. Printed: p50/p90/p99/max of
-each, and the overhead (invoke − STS) at p50 and p99. Targets (issue 15): invoke p50 ≤ 1.5 ms and
-p99 ≤ 5 ms on a quiet machine.
+each, the overhead (invoke − STS) at p50 and p99, and the endpoint's own server-side latencies from
+CloudWatch (ModelLatency: the router's call to the instance; OverheadLatency: the gateway's part).
+Targets (issue 15): invoke p50 ≤ 1.5 ms and p99 ≤ 5 ms on a quiet machine.
 
 Each round starts two gateways in turn, ``KENNEL_GC_FREEZE=0`` (CPython's collector walks every
 object loaded at start-up in each full collection) and the default freeze (``runtime/heap.py``), so
@@ -17,6 +18,7 @@ the tail that full collections cause shows as the difference between them, measu
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import os
 import statistics
@@ -28,6 +30,30 @@ from rich.console import Console
 from rich.table import Table
 
 from endpoint_support import Cloud, echo_artifact, percentile
+
+SERVER_SIDE: dict[bool, dict[str, dict[str, float]]] = {}  # the last round's, per mode
+
+
+def server_side(cloud: Cloud, start: dt.datetime, end: dt.datetime) -> dict[str, dict[str, float]]:
+    """The endpoint's own CloudWatch latencies over the run (microseconds → ms): ModelLatency is the
+    router's call to the instance (socket + model server), OverheadLatency the gateway's part from the
+    request's arrival to the router's answer. What the client saw beyond their sum is the client
+    (botocore), the HTTP exchange with the gateway and the scheduling of three processes on the cores."""
+    time.sleep(3)  # the metric writer flushes about every second
+    cloudwatch = cloud.client("cloudwatch")
+    found = {}
+    for metric in ("ModelLatency", "OverheadLatency"):
+        reply = cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker", MetricName=metric,
+            Dimensions=[{"Name": "EndpointName", "Value": "echo"},
+                        {"Name": "VariantName", "Value": "AllTraffic"}],
+            StartTime=start - dt.timedelta(seconds=1), EndTime=end + dt.timedelta(seconds=61), Period=3600,
+            ExtendedStatistics=["p50", "p99"],
+        )  # fmt: skip
+        points = reply["Datapoints"]
+        if len(points) == 1:  # one period covers the run; otherwise percentiles cannot be merged
+            found[metric] = {k: v / 1000 for k, v in points[0]["ExtendedStatistics"].items()}
+    return found
 
 
 def measure(calls: int, freeze: bool) -> dict[str, list[float]]:
@@ -41,6 +67,7 @@ def measure(calls: int, freeze: bool) -> dict[str, list[float]]:
             invoke_ms, sts_ms = [], []
             gc.collect()
             gc.freeze()  # this client's own collections must not land in the figures either
+            start = dt.datetime.now(dt.UTC)
             for i in range(calls + 20):
                 started = time.perf_counter()
                 runtime.invoke_endpoint(EndpointName="echo", Body=b"{}", ContentType="application/json")[
@@ -53,6 +80,7 @@ def measure(calls: int, freeze: bool) -> dict[str, list[float]]:
                     invoke_ms.append((middle - started) * 1000)
                     sts_ms.append((ended - middle) * 1000)
             gc.unfreeze()
+            SERVER_SIDE[freeze] = server_side(cloud, start, dt.datetime.now(dt.UTC))
             return {"invoke": invoke_ms, "sts": sts_ms}
         finally:
             cloud.close()
@@ -86,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"sts p50 {sts['p50']:.2f} p99 {sts['p99']:.2f} ms"
             )
             # Other work on the machine only ever adds to a tail: keep each mode's least disturbed round.
+            for metric, figures in SERVER_SIDE.get(freeze, {}).items():
+                p50, p99 = figures["p50"], figures["p99"]
+                console.print(f"    server side {metric}: p50 {p50:.2f} p99 {p99:.2f} ms")
             if freeze not in best or got["invoke"]["p99"] < best[freeze]["invoke"]["p99"]:
                 best[freeze] = got
     table = Table(title=f"one request at a time, {args.calls} calls each (best round of {args.rounds})")
