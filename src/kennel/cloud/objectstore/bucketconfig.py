@@ -5,6 +5,8 @@ block, ownership controls, access logging, event notifications, transfer acceler
 or analytics/metrics/inventory/intelligent-tiering configurations, and their PUTs are refused with
 NotImplemented. So a GET of any of them has exactly one truthful answer, the one S3 gives for a bucket
 where it was never set: a "not configured" error, or an empty configuration where S3 returns one.
+Object Lock likewise: an object's legal hold or retention, read or set, gets the refusal S3 gives on a
+bucket created without Object Lock.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ _ERRORS: dict[str, NotConfigured] = {
         "OwnershipControlsNotFoundError", "The bucket ownership controls were not found"
     ),
 }
+# Object Lock exists only on buckets created with it, which Kennel's never are: an object's legal hold
+# and retention, read or written, get the refusal S3 gives on such a bucket.
+_NO_OBJECT_LOCK = NotConfigured("InvalidRequest", "Bucket is missing Object Lock Configuration", status=400)
+for _operation in ("GetObjectLegalHold", "PutObjectLegalHold", "GetObjectRetention", "PutObjectRetention"):
+    _ERRORS[_operation] = _NO_OBJECT_LOCK
 _NO_SUCH_CONFIGURATION = NotConfigured("NoSuchConfiguration", "The specified configuration does not exist.")
 for _operation in (
     "GetBucketAnalyticsConfiguration",

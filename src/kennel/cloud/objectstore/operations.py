@@ -40,6 +40,9 @@ class S3Call:
     bucket: str | None
     key: str | None
     checks: tuple[Check, ...]
+    # A bucket subresource asked at a key's path (GET /bucket/key?location): S3 serves the bucket's
+    # operation and ignores the key, so the proxy forwards it to the bucket's path, as authorised.
+    key_ignored: bool = False
 
 
 # Subresources AWS defines. Those Kennel serves map (method → operation, IAM action); any other
@@ -70,7 +73,16 @@ _OBJECT_SUBRESOURCES: dict[str, dict[str, tuple[str, str]]] = {
     "uploadId": {"GET": ("ListParts", "ListMultipartUploadParts"), "PUT": ("UploadPart", "PutObject"),
                  "POST": ("CompleteMultipartUpload", "PutObject"),
                  "DELETE": ("AbortMultipartUpload", "AbortMultipartUpload")},
+    # Object Lock: Kennel's buckets never have it, so S3's one answer for these is the refusal a bucket
+    # without Object Lock gives (objectstore/bucketconfig.py), after the caller is authorised.
+    "legal-hold": {"GET": ("GetObjectLegalHold", "GetObjectLegalHold"),
+                   "PUT": ("PutObjectLegalHold", "PutObjectLegalHold")},
+    "retention": {"GET": ("GetObjectRetention", "GetObjectRetention"),
+                  "PUT": ("PutObjectRetention", "PutObjectRetention")},
 }  # fmt: skip
+OBJECT_LOCK_OPERATIONS = frozenset(
+    ["GetObjectLegalHold", "PutObjectLegalHold", "GetObjectRetention", "PutObjectRetention"]
+)
 # Bucket configuration Kennel never holds: S3's GET of it is answered by Kennel itself, truthfully ("not
 # configured", objectstore/bucketconfig.py); the other methods AWS defines for it stay NotImplemented,
 # since Kennel cannot configure it. subresource → (GET operation, IAM action, AWS's other methods).
@@ -105,7 +117,10 @@ BUCKET_POLICY_OPERATIONS = frozenset(
     ["GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "GetBucketPolicyStatus"]
 )
 LOCAL_OPERATIONS = (
-    BUCKET_POLICY_OPERATIONS | {op for op, _, _ in _NEVER_CONFIGURED.values()} | set(_BY_ID.values())
+    BUCKET_POLICY_OPERATIONS
+    | {op for op, _, _ in _NEVER_CONFIGURED.values()}
+    | set(_BY_ID.values())
+    | OBJECT_LOCK_OPERATIONS
 )
 
 
@@ -124,7 +139,7 @@ def _bucket_table() -> dict[str, dict[str, tuple[str, str]]]:
 
 
 _BUCKET_SUBRESOURCES = _bucket_table()
-_OTHER_SUBRESOURCES = frozenset(["attributes", "legal-hold", "restore", "retention", "select", "torrent"])
+_OTHER_SUBRESOURCES = frozenset(["attributes", "restore", "select", "torrent"])
 _PLAIN = {  # no subresource: (method, names a key) → (operation, action)
     ("GET", True): ("GetObject", "GetObject"),
     ("HEAD", True): ("HeadObject", "GetObject"),
@@ -311,15 +326,9 @@ def classify(
             if operation in _BY_ID and "id" in query:
                 operation = _BY_ID[operation]
             return _with_checks(operation, action, bucket, key, query, headers, body)
-        if key and method == "POST" and name in _BUCKET_SUBRESOURCES:
-            # POST on an object is only a multipart (or restore/select) request; AWS refuses the rest
-            # with MethodNotAllowed (ResourceType OBJECT), e.g. a DeleteObjects aimed at a key.
-            raise _not_allowed()
-        if (
-            name in _OTHER_SUBRESOURCES
-            or (name in _BUCKET_SUBRESOURCES and key)
-            or (name in _OBJECT_SUBRESOURCES and not key)
-        ):
+        if key and name in _BUCKET_SUBRESOURCES:
+            return _bucket_subresource_at_key(name, method, bucket, query, headers)
+        if name in _OTHER_SUBRESOURCES or (name in _OBJECT_SUBRESOURCES and not key):
             raise _not_implemented(name, method)
     plain = _PLAIN.get((method, bool(key)))
     if plain is None:
@@ -330,6 +339,26 @@ def classify(
     if "x-amz-copy-source" in headers and operation == "PutObject":
         operation = "CopyObject"
     return _with_checks(operation, action, bucket, key, query, headers, body)
+
+
+def _bucket_subresource_at_key(
+    name: str, method: str, bucket: str, query: Mapping[str, str], headers: Mapping[str, str]
+) -> S3Call:
+    """S3 dispatches a bucket subresource asked at a key's path as the bucket's own operation, the key
+    ignored (``GET /bucket/key?location`` is GetBucketLocation), and answers MethodNotAllowed for a
+    method that subresource does not take. POST on an object is only ever a multipart (or restore or
+    select) request: AWS refuses the rest with MethodNotAllowed (ResourceType OBJECT), e.g. a
+    DeleteObjects aimed at a key."""
+    methods = _BUCKET_SUBRESOURCES[name]
+    if method == "POST" or method not in methods:
+        if method in _NEVER_CONFIGURED.get(name, ("", "", ""))[2].split():
+            raise _not_implemented(name, method)
+        raise _not_allowed()
+    operation, action = methods[method]
+    if operation in _BY_ID and "id" in query:
+        operation = _BY_ID[operation]
+    call = _with_checks(operation, action, bucket, None, query, headers, b"")
+    return S3Call(call.operation, call.bucket, None, call.checks, key_ignored=True)
 
 
 def _not_allowed() -> S3RequestError:

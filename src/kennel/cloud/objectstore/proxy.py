@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -328,6 +329,8 @@ class S3Proxy:
     ) -> None:
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
+        if call.key_ignored:  # a bucket subresource asked at a key: the bucket's operation, as authorised
+            path = "/" + quote(call.bucket or "", safe="")
         # Raw bytes past ASCII (latin-1 here; uvicorn refuses them today, another server might not) go out
         # percent-encoded: the same bytes, so the store decodes the key that operations.split_path
         # decoded as UTF-8 and authorised.

@@ -143,6 +143,17 @@ def test_never_configured_errors(operation: str, code: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "operation", ["GetObjectLegalHold", "PutObjectLegalHold", "GetObjectRetention", "PutObjectRetention"]
+)
+def test_object_lock_on_a_bucket_without_it(operation: str) -> None:
+    answer = unconfigured(operation)
+    assert isinstance(answer, NotConfigured)
+    assert (answer.code, answer.status, answer.message) == (
+        "InvalidRequest", 400, "Bucket is missing Object Lock Configuration"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("operation", "root", "inner"),
     [
         ("GetBucketLogging", "BucketLoggingStatus", ""),
@@ -162,7 +173,7 @@ def test_never_configured_documents(operation: str, root: str, inner: str) -> No
 
 
 def test_every_operation_has_an_answer() -> None:
-    assert len(OPERATIONS) == 18
+    assert len(OPERATIONS) == 22  # 18 configuration reads and the 4 Object Lock operations on objects
     for operation in OPERATIONS:
         assert unconfigured(operation)
 

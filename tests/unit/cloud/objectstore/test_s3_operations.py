@@ -116,7 +116,9 @@ def test_delete_objects_authorises_every_key() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "query", "headers", "body", "code"),
     [
-        ("PUT", "/bkt/k", {"retention": ""}, {}, b"", "NotImplemented"),
+        ("PUT", "/bkt/k", {"torrent": ""}, {}, b"", "NotImplemented"),
+        ("POST", "/bkt/k", {"select": "", "select-type": "2"}, {}, b"", "NotImplemented"),
+        ("HEAD", "/bkt/k", {"retention": ""}, {}, b"", "MethodNotAllowed"),
         # Configuration Kennel never holds: its GET is answered, AWS's other methods are not implemented,
         # and a method AWS does not define for it is not allowed.
         ("PUT", "/bkt", {"website": ""}, {}, b"", "NotImplemented"),
@@ -125,8 +127,11 @@ def test_delete_objects_authorises_every_key() -> None:
         ("DELETE", "/bkt", {"logging": ""}, {}, b"", "MethodNotAllowed"),
         ("POST", "/bkt", {"policy": ""}, {}, b"", "MethodNotAllowed"),
         ("PUT", "/bkt", {"policyStatus": ""}, {}, b"", "MethodNotAllowed"),
-        ("GET", "/bkt/k", {"policy": ""}, {}, b"", "NotImplemented"),  # a bucket subresource on a key
-        ("GET", "/bkt/k", {"website": ""}, {}, b"", "NotImplemented"),
+        # A bucket subresource at a key's path is the bucket's: its methods only, AWS's others not
+        # implemented where the bucket's are not.
+        ("HEAD", "/bkt/k", {"location": ""}, {}, b"", "MethodNotAllowed"),
+        ("PUT", "/bkt/k", {"website": ""}, {}, b"", "NotImplemented"),
+        ("PUT", "/bkt/k", {"versions": ""}, {}, b"", "MethodNotAllowed"),
         ("POST", "/bkt/k", {"delete": ""}, {}, b"", "MethodNotAllowed"),  # POST on an object
         ("POST", "/bkt/k", {"policy": ""}, {}, b"", "MethodNotAllowed"),
         ("POST", "/bkt", {}, {}, b"", "MethodNotAllowed"),
@@ -141,6 +146,42 @@ def test_requests_that_are_refused(method, path, query, headers, body, code) -> 
     with pytest.raises(S3RequestError) as refused:
         classify(method, path, query, headers, body=body)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "operation", "action"),
+    [
+        ("GET", {"location": ""}, "GetBucketLocation", "s3:GetBucketLocation"),
+        ("GET", {"versions": ""}, "ListObjectVersions", "s3:ListBucketVersions"),
+        ("GET", {"policy": ""}, "GetBucketPolicy", "s3:GetBucketPolicy"),
+        ("DELETE", {"policy": ""}, "DeleteBucketPolicy", "s3:DeleteBucketPolicy"),
+        ("GET", {"website": ""}, "GetBucketWebsite", "s3:GetBucketWebsite"),
+        ("GET", {"metrics": "", "id": "m"}, "GetBucketMetricsConfiguration", "s3:GetMetricsConfiguration"),
+    ],
+)
+def test_a_bucket_subresource_at_a_key_is_the_buckets_operation(method, query, operation, action) -> None:
+    """S3 serves ``GET /bucket/key?location`` as GetBucketLocation, the key ignored: authorised on the
+    bucket, and marked so that the proxy forwards it to the bucket's path, not the key's."""
+    call = classify(method, "/bkt/some/key", query, {})
+    assert (call.operation, call.key, call.key_ignored) == (operation, None, True)
+    assert [(c.action, c.resource) for c in call.checks] == [(action, B)]
+    assert not classify(method, "/bkt", query, {}).key_ignored
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "operation", "action"),
+    [
+        ("GET", {"legal-hold": ""}, "GetObjectLegalHold", "s3:GetObjectLegalHold"),
+        ("PUT", {"legal-hold": ""}, "PutObjectLegalHold", "s3:PutObjectLegalHold"),
+        ("GET", {"retention": ""}, "GetObjectRetention", "s3:GetObjectRetention"),
+        ("PUT", {"retention": ""}, "PutObjectRetention", "s3:PutObjectRetention"),
+    ],
+)
+def test_object_lock_operations_are_answered_by_kennel(method, query, operation, action) -> None:
+    call = classify(method, "/bkt/k", query, {})
+    assert call.operation == operation
+    assert [(c.action, c.resource) for c in call.checks] == [(action, f"{B}/k")]
+    assert operation in LOCAL_OPERATIONS
 
 
 def test_virtual_hosted_addressing() -> None:
