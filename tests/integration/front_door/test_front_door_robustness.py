@@ -352,25 +352,11 @@ def test_sigv2_header_signed_get_works_end_to_end(cloud, bucket: str) -> None:
     assert headers["etag"].strip('"') == hashlib.md5(b"secret").hexdigest()
 
 
-@pytest.mark.xfail(strict=True, reason="SeaweedFS keeps 'a/' as a directory: Kennel refuses the body (501)")
 def test_a_folder_key_keeps_its_body(s3, bucket: str) -> None:
+    """S3 keeps a body on ``a/`` (SeaweedFS alone would answer 200 and drop it); the whole behaviour is
+    in tests/integration/s3/test_s3_folder_keys.py."""
     s3.put_object(Bucket=bucket, Key="a/", Body=b"a body")
     assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b"a body"
-
-
-def test_folder_key_with_a_body_is_refused_rather_than_emptied(s3, bucket: str) -> None:
-    """S3 keeps a body on ``a/``; SeaweedFS stores ``a/`` as a directory and would drop it (a 200 and an
-    empty read). Until Kennel can keep such bodies, the write is refused; an empty folder marker works."""
-    with pytest.raises(ClientError) as refused:
-        s3.put_object(Bucket=bucket, Key="a/", Body=b"a body")
-    assert _client_code(refused) == "NotImplemented"
-    with pytest.raises(ClientError) as multipart:
-        s3.create_multipart_upload(Bucket=bucket, Key="a/")
-    assert _client_code(multipart) == "NotImplemented"
-    s3.put_object(Bucket=bucket, Key="a/", Body=b"")
-    assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b""
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="a/")
-    assert [o["Key"] for o in listed.get("Contents", [])] == ["a/"]
 
 
 def _raw_get(cloud, path_bytes: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

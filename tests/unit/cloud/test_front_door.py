@@ -15,9 +15,7 @@ from kennel.cloud.auth.sigv4 import AuthError, RawRequest, SecretRecord, verify
 from kennel.cloud.errors import SerializationException
 from kennel.cloud.objectstore import chunked
 from kennel.cloud.objectstore.operations import (
-    S3Call,
     S3RequestError,
-    check_folder_write,
     check_key,
     classify,
     completed_parts,
@@ -76,12 +74,6 @@ def test_complete_multipart_upload_parts_must_ascend() -> None:
     assert _s3_error(completed_parts, body(0)) == "InvalidArgument"
     assert _s3_error(completed_parts, b"<!DOCTYPE x [<!ENTITY a 'b'>]><x/>") == "MalformedXML"
     assert _s3_error(completed_parts, b"<a>" * 3000 + b"</a>" * 3000) in ("MalformedXML", "InvalidPartOrder")
-
-
-def test_bodies_for_folder_keys_are_refused() -> None:
-    assert _s3_error(check_folder_write, S3Call("PutObject", "b", "a/", ()), 3) == "NotImplemented"
-    check_folder_write(S3Call("PutObject", "b", "a/", ()), 0)
-    check_folder_write(S3Call("PutObject", "b", "a", ()), 3)
 
 
 def test_an_aws_chunked_size_past_the_body_is_refused_from_its_header() -> None:

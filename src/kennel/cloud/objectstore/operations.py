@@ -151,6 +151,7 @@ _PLAIN = {  # no subresource: (method, names a key) → (operation, action)
     ("DELETE", False): ("DeleteBucket", "DeleteBucket"),
 }
 _LIST_CONDITION_KEYS = {"prefix": "s3:prefix", "delimiter": "s3:delimiter", "max-keys": "s3:max-keys"}
+RESERVED_BUCKET_PREFIX = "sthree-"
 _MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 _MAX_PARTS = 10_000
 _VIRTUAL_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\.(?:localhost|s3\.[^:]+)$")
@@ -217,21 +218,6 @@ def check_key(key: str, what: str = "key") -> None:
             "InvalidArgument", 400,
             f"The {what} {key[:200]!r} has an empty, '.' or '..' path segment, which Kennel's object "
             "store cannot keep verbatim; such keys are refused.",
-        )  # fmt: skip
-
-
-def check_folder_write(call: S3Call, body_size: int) -> None:
-    """SeaweedFS keeps a key ending in "/" as a directory and drops any body written to it (S3 would keep
-    it), so such a write is refused rather than answered 200 and silently emptied."""
-    if not (call.key and call.key.endswith("/")):
-        return
-    if (call.operation == "PutObject" and body_size > 0) or call.operation in (
-        "CopyObject", "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"
-    ):  # fmt: skip
-        raise S3RequestError(
-            "NotImplemented", 501,
-            f"Kennel's object store keeps a key ending in '/' ({call.key[:200]!r}) as a folder marker and "
-            "cannot hold a body for it; write an empty body, or use a key without the trailing '/'.",
         )  # fmt: skip
 
 
@@ -310,6 +296,12 @@ def classify(
         if method != "GET":
             raise _not_allowed()
         return S3Call("ListBuckets", None, None, (Check("s3:ListAllMyBuckets", "arn:aws:s3:::*"),))
+    if bucket.startswith(RESERVED_BUCKET_PREFIX):
+        # AWS reserves the prefix, so no client's bucket has it; Kennel keeps its own side bucket there
+        # (folderbodies.py), which no client may name.
+        if method == "PUT" and key is None:
+            raise S3RequestError("InvalidBucketName", 400, "The specified bucket is not valid.")
+        raise S3RequestError("NoSuchBucket", 404, "The specified bucket does not exist")
     if key is not None:
         check_key(key)
     for name in ("prefix", "marker", "start-after", "key-marker"):

@@ -27,13 +27,14 @@ from botocore.credentials import Credentials
 from kennel.cloud.auth.sigv2 import is_sigv2, verify_v2
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, VerifiedRequest, verify
 from kennel.cloud.objectstore import chunked, local
+from kennel.cloud.objectstore.folderbodies import Route
 from kennel.cloud.objectstore.operations import (
     S3Call,
     S3RequestError,
     bucket_from_host,
-    check_folder_write,
     classify,
     completed_parts,
+    copy_source_of,
     encode_query,
     parse_query,
 )
@@ -132,6 +133,7 @@ class S3Proxy:
         self.executor: Executor | None = None
         self.body_timeout_s = cloud.settings.body_timeout_s
         self.local = local.LocalOperations(cloud.bucket_policies, cloud.objects)
+        self.folders = cloud.folder_bodies  # bodies of keys ending in "/" (objectstore/folderbodies.py)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the event loop that uses it
@@ -165,7 +167,7 @@ class S3Proxy:
                 await self._read_body(receive, headers, spool)
                 loop = asyncio.get_running_loop()
                 admitted = await loop.run_in_executor(self.executor, self._admit, request, spool)
-                call, verified, endpoint, forward_query = admitted
+                call, verified, endpoint, forward_query, route = admitted
                 if headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
                     body = await loop.run_in_executor(self.executor, self._dechunk, request, verified, spool)
                 answer = None
@@ -193,7 +195,7 @@ class S3Proxy:
             if answer is not None:
                 await _send_answer(send, method, answer, request_id)
                 return
-            await self._forward(send, endpoint, request, body, call, forward_query)
+            await self._forward(send, endpoint, request, body, call, forward_query, route)
         except Exception as exc:  # last resort: one request gets an S3-shaped error, never the gateway
             if isinstance(exc, RecursionError | UnicodeError):  # only bad input causes these: the client's
                 log.warning("unchecked bad input in S3 request %s: %r", request_id, exc, exc_info=True)
@@ -241,10 +243,11 @@ class S3Proxy:
         except TimeoutError:
             raise S3RequestError("RequestTimeout", 400, REQUEST_TIMEOUT_MESSAGE) from None
 
-    def _admit(self, request: _Incoming, spool: Spool) -> tuple[S3Call, VerifiedRequest, str, str]:
+    def _admit(self, request: _Incoming, spool: Spool) -> tuple[S3Call, VerifiedRequest, str, str, Route]:
         """SigV4, then classification, then every IAM check the operation needs, then the store's
         endpoint (starting it if needed) — all on one worker thread. Also returns the query string to
-        forward, rebuilt from exactly the parameters that were authorised."""
+        forward, rebuilt from exactly the parameters that were authorised, and where in the store the
+        request goes (a key ending in "/" keeps its body beside the store: folderbodies.py)."""
         settings = self.cloud.settings
         now = datetime.fromtimestamp(self.clock(), UTC)
         full_path = request.raw_path + (f"?{request.query_string}" if request.query_string else "")
@@ -273,8 +276,6 @@ class S3Proxy:
         call = classify(
             request.method, request.raw_path, query, request.headers, body=body, host_bucket=host_bucket
         )
-        declared = request.headers.get("x-amz-decoded-content-length", "")
-        check_folder_write(call, int(declared) if declared.isdigit() and len(declared) < 20 else spool.size)
         principal = verified.record.principal
         for check in call.checks:
             decision = self.cloud.authorizer.decide(
@@ -285,7 +286,16 @@ class S3Proxy:
             if not decision.allowed:
                 message = decision.message(principal.arn, check.action, check.resource)
                 raise S3RequestError("AccessDenied", 403, message)
-        return call, verified, self.cloud.objects.endpoint(), encode_query(query, drop=_PRESIGN_PARAMS)
+        endpoint = self.cloud.objects.endpoint()
+        declared = request.headers.get("x-amz-decoded-content-length", "")
+        size = int(declared) if declared.isdigit() and len(declared) < 20 else spool.size
+        source = request.headers.get("x-amz-copy-source")
+        copying = source and call.operation in ("CopyObject", "UploadPartCopy")
+        copied = copy_source_of(source) if copying else None
+        route = self.folders.route(call, size, copied)
+        if route.path is not None:
+            self.folders.ensure_side_bucket()
+        return call, verified, endpoint, encode_query(query, drop=_PRESIGN_PARAMS), route
 
     def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: Spool) -> Spool:
         """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
@@ -325,12 +335,13 @@ class S3Proxy:
         return plain
 
     async def _forward(
-        self, send, endpoint: str, request: _Incoming, body: Spool, call: S3Call, query: str
+        self, send, endpoint: str, request: _Incoming, body: Spool, call: S3Call, query: str, route: Route
     ) -> None:
         host_bucket = bucket_from_host(request.headers.get("host", ""))
         path = f"/{host_bucket}{request.raw_path}" if host_bucket else request.raw_path
         if call.key_ignored:  # a bucket subresource asked at a key: the bucket's operation, as authorised
             path = "/" + quote(call.bucket or "", safe="")
+        path = route.path or path
         # Raw bytes past ASCII (latin-1 here; uvicorn refuses them today, another server might not) go out
         # percent-encoded: the same bytes, so the store decodes the key that operations.split_path
         # decoded as UTF-8 and authorised.
@@ -350,6 +361,8 @@ class S3Proxy:
         # with MalformedDate. The forwarded request is dated by its own X-Amz-Date.
         forwarded.pop("date", None)
         forwarded.pop("x-amz-content-sha256", None)
+        if route.copy_source:
+            forwarded["x-amz-copy-source"] = route.copy_source
         if body.size:
             forwarded["content-length"] = str(body.size)
         unsigned = AWSRequest(method=request.method, url=url, headers=forwarded)
@@ -370,17 +383,31 @@ class S3Proxy:
             await _send_error(send, request.method, 503, "ServiceUnavailable",
                               f"Kennel's object store did not answer: {exc}", request.request_id)  # fmt: skip
             return
+        loop = asyncio.get_running_loop()
         try:
-            if call.operation == "DeleteBucket" and response.status == 204:  # the policy goes with it
-                await asyncio.get_running_loop().run_in_executor(
-                    self.executor, self.local.bucket_deleted, call.bucket or ""
-                )
+            if call.operation == "DeleteBucket" and response.status == 204:  # its policy and rows go with it
+                await loop.run_in_executor(self.executor, self._bucket_deleted, call.bucket or "")
             out_headers = [
                 (name.lower(), value)
                 for name, value in response.raw_headers
                 if name.decode("latin-1").lower() not in _DROPPED_RESPONSE_HEADERS
+                and not name.lower().startswith(b"seaweed-")  # the store's own, not S3's
             ]
             out_headers.append((b"x-amz-request-id", request.request_id.encode()))
+            # An object's bytes stream through; an answer Kennel acts on or rewrites is read whole first.
+            body_read = call.operation in ("GetObject", "HeadObject") and 200 <= response.status < 300
+            if route.buffered and not body_read:
+                payload = await loop.run_in_executor(
+                    self.executor, self.folders.finish, call, route, response.status, await response.read()
+                )
+                if request.method == "HEAD":
+                    payload = b""
+                else:
+                    out_headers = [(k, v) for k, v in out_headers if k != b"content-length"]
+                    out_headers.append((b"content-length", str(len(payload)).encode()))
+                await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": payload})
+                return
             await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
             if request.method != "HEAD":
                 async for chunk in response.content.iter_any():
@@ -388,6 +415,10 @@ class S3Proxy:
             await send({"type": "http.response.body", "body": b""})
         finally:
             response.release()
+
+    def _bucket_deleted(self, bucket: str) -> None:
+        self.local.bucket_deleted(bucket)
+        self.folders.bucket_deleted(bucket)
 
 
 @dataclass(frozen=True)
