@@ -16,7 +16,7 @@ from kennel.cloud.auth import tables as t
 from kennel.cloud.auth.identity import IdentityDirectory, user_arn
 from kennel.cloud.authz import Authorizer
 from kennel.cloud.objectstore.bucketpolicies import BucketPolicies
-from kennel.cloud.objectstore.folderbodies import FolderBodies
+from kennel.cloud.objectstore.sidekeys import SideKeys
 from kennel.cloud.objectstore.store import ObjectStore
 from kennel.cloud.services.base import Context, Provider
 from kennel.cloud.services.iam.managed import managed_arn
@@ -51,7 +51,7 @@ class Cloud:
         # iam:PassRole + trust checks for every operation that hands a service a role
         self.service_roles = ServiceRoles(self.store, self.identities, self.authorizer)
         self.objects = ObjectStore(settings.state_dir / "objects")  # SeaweedFS starts on first use
-        self.folder_bodies = FolderBodies(self.store, self.objects)  # S3 keys ending in "/" with a body
+        self.side_keys = SideKeys(self.store, self.objects)  # S3 keys the store cannot hold as named
         # The one door for user code (functions, model servers, training jobs); refuses to exist where
         # bubblewrap cannot run unless KENNEL_SANDBOX=off was chosen.
         self.sandbox = Sandbox.from_environment(gateway_port=settings.port, state_dir=settings.state_dir)

@@ -337,7 +337,6 @@ def test_key_length_limit_is_1024_bytes(s3, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"at the limit"
 
 
-@pytest.mark.xfail(strict=True, reason="SeaweedFS refuses a path segment over 255 bytes (KeyTooLongError)")
 def test_a_1024_byte_key_without_slashes_is_stored(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k" * 1024, Body=b"one segment")
     assert s3.get_object(Bucket=bucket, Key="k" * 1024)["Body"].read() == b"one segment"
@@ -354,7 +353,7 @@ def test_sigv2_header_signed_get_works_end_to_end(cloud, bucket: str) -> None:
 
 def test_a_folder_key_keeps_its_body(s3, bucket: str) -> None:
     """S3 keeps a body on ``a/`` (SeaweedFS alone would answer 200 and drop it); the whole behaviour is
-    in tests/integration/s3/test_s3_folder_keys.py."""
+    in tests/integration/s3/test_s3_side_keys.py."""
     s3.put_object(Bucket=bucket, Key="a/", Body=b"a body")
     assert s3.get_object(Bucket=bucket, Key="a/")["Body"].read() == b"a body"
 

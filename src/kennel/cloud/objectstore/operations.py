@@ -298,7 +298,7 @@ def classify(
         return S3Call("ListBuckets", None, None, (Check("s3:ListAllMyBuckets", "arn:aws:s3:::*"),))
     if bucket.startswith(RESERVED_BUCKET_PREFIX):
         # AWS reserves the prefix, so no client's bucket has it; Kennel keeps its own side bucket there
-        # (folderbodies.py), which no client may name.
+        # (sidekeys.py), which no client may name.
         if method == "PUT" and key is None:
             raise S3RequestError("InvalidBucketName", 400, "The specified bucket is not valid.")
         raise S3RequestError("NoSuchBucket", 404, "The specified bucket does not exist")

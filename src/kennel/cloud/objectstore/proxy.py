@@ -27,7 +27,6 @@ from botocore.credentials import Credentials
 from kennel.cloud.auth.sigv2 import is_sigv2, verify_v2
 from kennel.cloud.auth.sigv4 import AuthError, RawRequest, VerifiedRequest, verify
 from kennel.cloud.objectstore import chunked, local
-from kennel.cloud.objectstore.folderbodies import Route
 from kennel.cloud.objectstore.operations import (
     S3Call,
     S3RequestError,
@@ -39,6 +38,7 @@ from kennel.cloud.objectstore.operations import (
     parse_query,
 )
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable
+from kennel.cloud.objectstore.sidekeys import Route
 from kennel.cloud.objectstore.spool import Spool
 
 log = logging.getLogger("kennel.s3")
@@ -133,7 +133,7 @@ class S3Proxy:
         self.executor: Executor | None = None
         self.body_timeout_s = cloud.settings.body_timeout_s
         self.local = local.LocalOperations(cloud.bucket_policies, cloud.objects)
-        self.folders = cloud.folder_bodies  # bodies of keys ending in "/" (objectstore/folderbodies.py)
+        self.side_keys = cloud.side_keys  # keys the store cannot hold under their names (sidekeys.py)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:  # created inside the event loop that uses it
@@ -247,7 +247,7 @@ class S3Proxy:
         """SigV4, then classification, then every IAM check the operation needs, then the store's
         endpoint (starting it if needed) — all on one worker thread. Also returns the query string to
         forward, rebuilt from exactly the parameters that were authorised, and where in the store the
-        request goes (a key ending in "/" keeps its body beside the store: folderbodies.py)."""
+        request goes (keys the store cannot hold under their names are kept beside it: sidekeys.py)."""
         settings = self.cloud.settings
         now = datetime.fromtimestamp(self.clock(), UTC)
         full_path = request.raw_path + (f"?{request.query_string}" if request.query_string else "")
@@ -292,10 +292,11 @@ class S3Proxy:
         source = request.headers.get("x-amz-copy-source")
         copying = source and call.operation in ("CopyObject", "UploadPartCopy")
         copied = copy_source_of(source) if copying else None
-        route = self.folders.route(call, size, copied)
+        route = self.side_keys.route(call, size, copied, query)
         if route.path is not None:
-            self.folders.ensure_side_bucket()
-        return call, verified, endpoint, encode_query(query, drop=_PRESIGN_PARAMS), route
+            self.side_keys.ensure_side_bucket()
+        forwarded = encode_query(route.query if route.query is not None else query, drop=_PRESIGN_PARAMS)
+        return call, verified, endpoint, forwarded, route
 
     def _dechunk(self, request: _Incoming, verified: VerifiedRequest, spool: Spool) -> Spool:
         """The plain body of an aws-chunked upload, every chunk signature and checksum trailer checked."""
@@ -398,8 +399,9 @@ class S3Proxy:
             body_read = call.operation in ("GetObject", "HeadObject") and 200 <= response.status < 300
             if route.buffered and not body_read:
                 payload = await loop.run_in_executor(
-                    self.executor, self.folders.finish, call, route, response.status, await response.read()
-                )
+                    self.executor, self.side_keys.finish, call, route, response.status, await response.read(),
+                    parse_query(request.query_string),
+                )  # fmt: skip
                 if request.method == "HEAD":
                     payload = b""
                 else:
@@ -418,7 +420,7 @@ class S3Proxy:
 
     def _bucket_deleted(self, bucket: str) -> None:
         self.local.bucket_deleted(bucket)
-        self.folders.bucket_deleted(bucket)
+        self.side_keys.bucket_deleted(bucket)
 
 
 @dataclass(frozen=True)

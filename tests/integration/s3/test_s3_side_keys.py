@@ -1,5 +1,7 @@
-"""Keys ending in "/" keep their bodies, as on S3 (the store alone keeps such a key as a folder marker
-and drops what was written to it): every way in, every way out, and what listings say of them."""
+"""Keys the store cannot hold under their own names behave as on S3: keys ending in "/" keep their bodies
+(the store alone keeps such a key as a folder marker and drops what was written to it), and keys with a
+path segment over 255 bytes are kept at all (the store refuses them). Every way in, every way out, and
+what listings say of them."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from tests.integration.front_door.signed_http import send, signed
 
 pytestmark = pytest.mark.timeout(300)
 
-SIDE_BUCKET = "sthree-kennel-folder-bodies"
+SIDE_BUCKET = "sthree-kennel-side-keys"
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,65 @@ def test_the_side_bucket_is_out_of_reach(cloud, s3, bucket: str) -> None:
     assert _code(creating) == "InvalidBucketName"
     status, _, payload = send(signed(cloud, "s3", "GET", f"/{bucket}/missing/?tagging"))
     assert status == 404 and SIDE_BUCKET.encode() not in payload
+
+
+LONG = "k" * 1024  # one segment at S3's limit; the store refuses any over 255 bytes
+LONG_IN_DIR = "dir/" + "é" * 300  # 600 bytes in its last segment
+
+
+def test_a_key_with_a_long_segment_is_kept(s3, bucket: str) -> None:
+    put = s3.put_object(Bucket=bucket, Key=LONG, Body=b"one long segment", Metadata={"k": "v"})
+    got = s3.get_object(Bucket=bucket, Key=LONG)
+    assert (got["Body"].read(), got["Metadata"]) == (b"one long segment", {"k": "v"})
+    assert got["ETag"] == put["ETag"]
+    assert s3.head_object(Bucket=bucket, Key=LONG)["ContentLength"] == 16
+    s3.put_object(Bucket=bucket, Key=LONG_IN_DIR, Body=b"accented")
+    s3.copy_object(Bucket=bucket, Key="copied.txt", CopySource={"Bucket": bucket, "Key": LONG_IN_DIR})
+    assert s3.get_object(Bucket=bucket, Key="copied.txt")["Body"].read() == b"accented"
+    s3.copy_object(Bucket=bucket, Key="dir/" + "c" * 400, CopySource={"Bucket": bucket, "Key": "copied.txt"})
+    assert s3.get_object(Bucket=bucket, Key="dir/" + "c" * 400)["Body"].read() == b"accented"
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="m" * 300)
+    assert _code(missing) == "NoSuchKey"
+    s3.delete_object(Bucket=bucket, Key=LONG)
+    with pytest.raises(ClientError) as gone:
+        s3.head_object(Bucket=bucket, Key=LONG)
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_listings_merge_long_keys_in_s3_order(s3, bucket: str) -> None:
+    names = ["a.txt", "dir/" + "b" * 300, "dir/plain.txt", "j" * 400, "k.txt", "z/" + "q" * 260 + "/deep"]
+    for name in names:
+        s3.put_object(Bucket=bucket, Key=name, Body=name.encode()[:10])
+    listed = s3.list_objects_v2(Bucket=bucket)
+    assert [o["Key"] for o in listed["Contents"]] == sorted(names)
+    assert {o["Key"]: o["Size"] for o in listed["Contents"]}["j" * 400] == 10
+    # One key a page: every key exactly once, in order, across the store's keys and the side keys.
+    paged = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, MaxKeys=1)
+             for o in page.get("Contents", [])]  # fmt: skip
+    assert paged == sorted(names)
+    paged_v1 = [o["Key"] for page in s3.get_paginator("list_objects").paginate(Bucket=bucket, MaxKeys=2)
+                for o in page.get("Contents", [])]  # fmt: skip
+    assert paged_v1 == sorted(names)
+    folded = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+    assert [o["Key"] for o in folded["Contents"]] == ["a.txt", "j" * 400, "k.txt"]
+    assert [p["Prefix"] for p in folded["CommonPrefixes"]] == ["dir/", "z/"]
+    inside = s3.list_objects_v2(Bucket=bucket, Prefix="dir/", Delimiter="/")
+    assert [o["Key"] for o in inside["Contents"]] == ["dir/" + "b" * 300, "dir/plain.txt"]
+    deep = s3.list_objects_v2(Bucket=bucket, Prefix="z/", Delimiter="/")
+    assert [p["Prefix"] for p in deep["CommonPrefixes"]] == ["z/" + "q" * 260 + "/"]
+    encoded = s3.list_objects_v2(Bucket=bucket, EncodingType="url", Prefix="j")
+    assert [o["Key"] for o in encoded["Contents"]] == ["j" * 400]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="dir/")
+    assert [v["Key"] for v in versions["Versions"]] == ["dir/" + "b" * 300, "dir/plain.txt"]
+    with pytest.raises(ClientError) as forged:
+        s3.list_objects_v2(Bucket=bucket, ContinuationToken="not-a-token")
+    assert _code(forged) == "InvalidArgument"
+    deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": n} for n in names]})
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == sorted(names)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_multipart_upload_to_a_long_key(s3, bucket: str) -> None:
+    s3.upload_fileobj(io.BytesIO(b"long and multipart"), bucket, LONG)
+    assert s3.get_object(Bucket=bucket, Key=LONG)["Body"].read() == b"long and multipart"
