@@ -7,6 +7,11 @@ streaming proxy hop. The baseline is the same boto3 workload sent straight to Se
 Figures: large-object PUT and GET throughput (MB/s, boto3 transfer manager, multipart), small-object
 PUT/GET/HEAD latency p50 and requests/s with 8 threads; each as gateway ÷ direct.
 
+Side keys (keys the store cannot hold under their own names: ``a/`` with a body, a path segment over
+255 bytes; objectstore/sidekeys.py), through the gateway against plain keys in the same run: PUT/GET
+p50 of each kind, and the p50 of ListObjectsV2 of the same plain keys from a bucket without side keys
+and from one that also holds long keys (whose listings Kennel merges).
+
     python benchmarks/s3.py [--mib 64] [--small 300]
 """
 
@@ -77,6 +82,46 @@ def small_ops(s3, bucket: str, n: int) -> dict[str, float]:
     return result
 
 
+def _p50_ms(call, count: int) -> float:
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        call(i)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def side_key_figures(s3, bucket: str, n: int) -> dict[str, tuple[float, float]]:
+    """(plain, side) p50s for each figure, interleaved kind by kind in one run."""
+    body = os.urandom(4096)
+    kinds = {"plain": lambda i: f"plain/{i}", "folder a/": lambda i: f"folder{i}/",
+             "long segment": lambda i: f"long/{i:04d}" + "x" * 300}  # fmt: skip
+    figures: dict[str, tuple[float, float]] = {}
+    for op in ("PUT", "GET"):
+        p50 = {}
+        for kind, name in kinds.items():
+            if op == "PUT":
+                p50[kind] = _p50_ms(
+                    lambda i, name=name: s3.put_object(Bucket=bucket, Key=name(i), Body=body), n
+                )
+            else:
+                p50[kind] = _p50_ms(
+                    lambda i, name=name: s3.get_object(Bucket=bucket, Key=name(i))["Body"].read(), n
+                )
+        figures[f"{op} p50 ms, folder a/"] = (p50["plain"], p50["folder a/"])
+        figures[f"{op} p50 ms, long segment"] = (p50["plain"], p50["long segment"])
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="long/")
+    assert listed["KeyCount"] == n  # the merged listing shows every long key
+    # The same n plain keys listed from a bucket without side keys, and from this one (merged by Kennel).
+    s3.create_bucket(Bucket=f"{bucket}-plain")
+    for i in range(n):
+        s3.put_object(Bucket=f"{bucket}-plain", Key=kinds["plain"](i), Body=body)
+    alone = _p50_ms(lambda _: s3.list_objects_v2(Bucket=f"{bucket}-plain", Prefix="plain/"), 30)
+    merged = _p50_ms(lambda _: s3.list_objects_v2(Bucket=bucket, Prefix="plain/"), 30)
+    figures[f"ListObjectsV2 p50 ms, {n} plain keys (bucket with long keys: merged)"] = (alone, merged)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64, help="size of the large object")
@@ -118,6 +163,13 @@ def main() -> None:
         for name, (base, through) in rows.items():
             table.add_row(name, f"{base:.2f}", f"{through:.2f}", f"{through / base:.2f}×")
         console.print(table)
+        gateway.create_bucket(Bucket="bench-side-keys")
+        side = Table(title="S3 side keys through the gateway vs plain keys (same run)")
+        for column in ("figure", "plain", "side", "side ÷ plain"):
+            side.add_column(column, justify="right" if column != "figure" else "left")
+        for name, (plain, kept) in side_key_figures(gateway, "bench-side-keys", min(args.small, 100)).items():
+            side.add_row(name, f"{plain:.2f}", f"{kept:.2f}", f"{kept / plain:.2f}×")
+        console.print(side)
     finally:
         server.stop(state)
 
