@@ -33,18 +33,6 @@ def error_code(exc: pytest.ExceptionInfo) -> str:
     return exc.value.response["Error"]["Code"]
 
 
-@pytest.fixture(scope="module")
-def s3(cloud):
-    return cloud.client("s3")
-
-
-@pytest.fixture()
-def bucket(s3) -> str:
-    name = f"kennel-test-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
 def make_user(cloud, policy: dict) -> tuple[str, str, str]:
     iam = cloud.client("iam")
     name = f"s3user-{uuid.uuid4().hex[:8]}"

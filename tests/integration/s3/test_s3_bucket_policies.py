@@ -27,18 +27,6 @@ def _policy(*statements: dict) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-@pytest.fixture(scope="module")
-def s3(cloud):
-    return cloud.client("s3")
-
-
-@pytest.fixture()
-def bucket(s3) -> str:
-    name = f"kennel-bp-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
 def _user(cloud, statements: list[dict] | None = None) -> tuple[str, object]:
     """A user with ``statements`` as its only permissions (none at all when None): (ARN, its S3 client)."""
     iam = cloud.client("iam")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -16,18 +15,6 @@ from tests.integration.front_door.signed_http import send, signed
 pytestmark = pytest.mark.timeout(300)
 
 SIDE_BUCKET = "sthree-kennel-side-keys"
-
-
-@pytest.fixture(scope="module")
-def s3(cloud):
-    return cloud.client("s3")
-
-
-@pytest.fixture()
-def bucket(s3) -> str:
-    name = f"kennel-dirs-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def _code(failed: pytest.ExceptionInfo) -> str:
@@ -183,6 +170,15 @@ def test_listings_merge_long_keys_in_s3_order(s3, bucket: str) -> None:
     deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": n} for n in names]})
     assert sorted(d["Key"] for d in deleted["Deleted"]) == sorted(names)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_a_bucket_holding_only_a_long_key_is_not_empty(s3, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key=LONG, Body=b"the store alone cannot see me")
+    with pytest.raises(ClientError) as not_empty:
+        s3.delete_bucket(Bucket=bucket)
+    assert _code(not_empty) == "BucketNotEmpty"
+    s3.delete_object(Bucket=bucket, Key=LONG)
+    s3.delete_bucket(Bucket=bucket)
 
 
 def test_multipart_upload_to_a_long_key(s3, bucket: str) -> None:

@@ -13,17 +13,11 @@ from tests.integration.front_door.signed_http import allow, make_user, send, sig
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def s3(cloud):
-    return cloud.client("s3")
-
-
 @pytest.fixture()
-def bucket(s3) -> str:
-    name = f"kennel-sub-{uuid.uuid4().hex[:10]}"
-    s3.create_bucket(Bucket=name)
-    s3.put_object(Bucket=name, Key="dir/object.txt", Body=b"the object's own bytes")
-    return name
+def bucket(s3, bucket: str) -> str:
+    """The conftest's fresh bucket, with one object in it."""
+    s3.put_object(Bucket=bucket, Key="dir/object.txt", Body=b"the object's own bytes")
+    return bucket
 
 
 def test_a_bucket_subresource_at_a_key_is_the_buckets_operation(cloud, bucket: str) -> None:

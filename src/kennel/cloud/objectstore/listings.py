@@ -123,7 +123,9 @@ def merge(xml: bytes, page: Page, side: Iterable[SideEntry], query: Mapping[str,
     items.sort(key=lambda item: item[0].encode("utf-8", "surrogatepass"))
     if store_truncated:  # past the store's page lie keys it has not shown yet: stop where it stopped
         items = [item for item in items if item[0] <= store_last]
-    shown, more = items[: page.max_keys], len(items) > page.max_keys or store_truncated
+    shown = items[: page.max_keys]
+    # max-keys=0 asks for no keys and gets an untruncated empty page, not an endless one.
+    more = page.max_keys > 0 and (len(items) > page.max_keys or store_truncated)
     for _, _, element in shown:
         root.append(element)
     _set(root, ns, "IsTruncated", "true" if more else "false")

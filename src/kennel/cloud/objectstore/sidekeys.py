@@ -135,6 +135,9 @@ class SideKeys:
             return Route(after="buckets")
         if operation in _LISTING_FORMS:
             return self._listing_route(bucket, _LISTING_FORMS[operation], query)
+        if operation == "DeleteBucket" and self._has_long_keys(bucket):
+            # The store cannot see long keys, so it would delete a bucket that still holds some.
+            raise S3RequestError("BucketNotEmpty", 409, "The bucket you tried to delete is not empty")
         if operation == "DeleteObjects":
             return Route(after="forget-many") if self._bucket_has_rows(bucket) else PLAIN
         if not needs_side(key):
@@ -271,6 +274,8 @@ class SideKeys:
         return [listings.SideEntry(r.key, r.size, r.etag, r.last_modified) for r in rows]
 
     def _has_long_keys(self, bucket: str) -> bool:
+        if not self._bucket_has_rows(bucket):
+            return False
         return any(has_long_segment(entry.key) for entry in self._entries(bucket))
 
     def _bucket_has_rows(self, bucket: str) -> bool:

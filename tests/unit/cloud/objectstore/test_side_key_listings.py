@@ -79,6 +79,11 @@ def test_merge(store, kept, asked, keys, prefixes, truncated) -> None:
         assert listings.name_of(fields["NextContinuationToken"]) == last
 
 
+def test_a_page_of_no_keys_is_not_truncated() -> None:
+    merged = listings.merge(store_v2(["a"]), page(max_keys=0), side(LONG), {})
+    assert names(merged)[2]["IsTruncated"] == "false"
+
+
 def test_side_entries_carry_their_figures() -> None:
     merged = listings.merge(store_v2([]), page(), side(LONG), {})
     entry = ElementTree.fromstring(merged).find(f"{NS}Contents")
