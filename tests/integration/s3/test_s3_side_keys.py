@@ -111,6 +111,9 @@ def test_the_side_bucket_is_out_of_reach(cloud, s3, bucket: str) -> None:
     with pytest.raises(ClientError) as creating:
         s3.create_bucket(Bucket="sthree-mine")
     assert _code(creating) == "InvalidBucketName"
+    with pytest.raises(ClientError) as copied:  # not even as a copy source, which is authorised apart
+        s3.copy_object(Bucket=bucket, Key="stolen.txt", CopySource=f"{SIDE_BUCKET}/{bucket}/0000")
+    assert _code(copied) == "NoSuchBucket"
     status, _, payload = send(signed(cloud, "s3", "GET", f"/{bucket}/missing/?tagging"))
     assert status == 404 and SIDE_BUCKET.encode() not in payload
 

@@ -406,6 +406,8 @@ def copy_source_of(header: str) -> tuple[str, str]:
             400,
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
         )
+    if bucket.startswith(RESERVED_BUCKET_PREFIX):  # Kennel's side bucket: read only through its keys
+        raise S3RequestError("NoSuchBucket", 404, "The specified bucket does not exist")
     return bucket, key
 
 

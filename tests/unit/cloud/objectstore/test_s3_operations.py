@@ -140,6 +140,9 @@ def test_delete_objects_authorises_every_key() -> None:
         ("POST", "/bkt", {"delete": ""}, {}, b"<Delete>", "MalformedXML"),
         ("POST", "/bkt", {"delete": ""}, {}, b"<Delete></Delete>", "MalformedXML"),
         ("PUT", "/bkt/k", {}, {"x-amz-copy-source": "only-bucket"}, b"", "InvalidArgument"),
+        ("PUT", "/bkt/k", {}, {"x-amz-copy-source": "/sthree-kennel-side-keys/bkt/x"}, b"", "NoSuchBucket"),
+        ("GET", "/sthree-kennel-side-keys/bkt/x", {}, {}, b"", "NoSuchBucket"),
+        ("PUT", "/sthree-mine", {}, {}, b"", "InvalidBucketName"),
     ],
 )
 def test_requests_that_are_refused(method, path, query, headers, body, code) -> None:
