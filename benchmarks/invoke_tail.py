@@ -31,8 +31,6 @@ from rich.table import Table
 
 from endpoint_support import Cloud, echo_artifact, percentile
 
-SERVER_SIDE: dict[bool, dict[str, dict[str, float]]] = {}  # the last round's, per mode
-
 
 def server_side(cloud: Cloud, start: dt.datetime, end: dt.datetime) -> dict[str, dict[str, float]]:
     """The endpoint's own CloudWatch latencies over the run (microseconds → ms): ModelLatency is the
@@ -56,7 +54,8 @@ def server_side(cloud: Cloud, start: dt.datetime, end: dt.datetime) -> dict[str,
     return found
 
 
-def measure(calls: int, freeze: bool) -> dict[str, list[float]]:
+def measure(calls: int, freeze: bool) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+    """The client's latencies of each call, and the endpoint's own server-side figures over the run."""
     os.environ["KENNEL_GC_FREEZE"] = "1" if freeze else "0"  # read by the gateway process at start
     with tempfile.TemporaryDirectory(prefix="kennel-tail-") as tmp:
         root = Path(tmp)
@@ -80,8 +79,8 @@ def measure(calls: int, freeze: bool) -> dict[str, list[float]]:
                     invoke_ms.append((middle - started) * 1000)
                     sts_ms.append((ended - middle) * 1000)
             gc.unfreeze()
-            SERVER_SIDE[freeze] = server_side(cloud, start, dt.datetime.now(dt.UTC))
-            return {"invoke": invoke_ms, "sts": sts_ms}
+            served = server_side(cloud, start, dt.datetime.now(dt.UTC))
+            return {"invoke": invoke_ms, "sts": sts_ms}, served
         finally:
             cloud.close()
 
@@ -106,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[bool, dict[str, dict[str, float]]] = {}
     for round_no in range(args.rounds):
         for freeze in (False, True):
-            got = {name: summary(v) for name, v in measure(args.calls, freeze).items()}
+            samples, served = measure(args.calls, freeze)
+            got = {name: summary(v) for name, v in samples.items()}
             label = "freeze" if freeze else "no freeze"
             invoke, sts = got["invoke"], got["sts"]
             console.print(
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"sts p50 {sts['p50']:.2f} p99 {sts['p99']:.2f} ms"
             )
             # Other work on the machine only ever adds to a tail: keep each mode's least disturbed round.
-            for metric, figures in SERVER_SIDE.get(freeze, {}).items():
+            for metric, figures in served.items():
                 p50, p99 = figures["p50"], figures["p99"]
                 console.print(f"    server side {metric}: p50 {p50:.2f} p99 {p99:.2f} ms")
             if freeze not in best or got["invoke"]["p99"] < best[freeze]["invoke"]["p99"]:

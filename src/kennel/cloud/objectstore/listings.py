@@ -45,6 +45,7 @@ class Page:
     max_keys: int
     after: str  # the listing starts after this name ("" from the start)
     url_encoded: bool
+    token: str | None = None  # the client's continuation token, echoed back (V2)
 
 
 def token_for(name: str) -> str:
@@ -83,12 +84,12 @@ def page_of(form: str, query: Mapping[str, str]) -> tuple[Page, dict[str, str]]:
         after = query.get("key-marker", "")
     page = Page(
         form, query.get("prefix", ""), query.get("delimiter", ""), max_keys, after,
-        query.get("encoding-type") == "url",
+        query.get("encoding-type") == "url", query.get("continuation-token") if form == "v2" else None,
     )  # fmt: skip
     return page, forwarded
 
 
-def merge(xml: bytes, page: Page, side: Iterable[SideEntry], query: Mapping[str, str]) -> bytes:
+def merge(xml: bytes, page: Page, side: Iterable[SideEntry]) -> bytes:
     """The store's listing page with the side keys merged in, cut to the page size."""
     ElementTree.register_namespace("", XMLNS)
     root = ElementTree.fromstring(xml)
@@ -134,8 +135,8 @@ def merge(xml: bytes, page: Page, side: Iterable[SideEntry], query: Mapping[str,
         _remove(root, ns, tag)
     if page.form == "v2":
         _set(root, ns, "KeyCount", str(len(shown)))
-        if "continuation-token" in query:
-            _set(root, ns, "ContinuationToken", query["continuation-token"])
+        if page.token is not None:
+            _set(root, ns, "ContinuationToken", page.token)
         if more:
             root.append(_element(ns, "NextContinuationToken", token_for(last)))
     elif more and page.form == "v1":

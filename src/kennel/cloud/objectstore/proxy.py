@@ -399,9 +399,8 @@ class S3Proxy:
             body_read = call.operation in ("GetObject", "HeadObject") and 200 <= response.status < 300
             if route.buffered and not body_read:
                 payload = await loop.run_in_executor(
-                    self.executor, self.side_keys.finish, call, route, response.status, await response.read(),
-                    parse_query(request.query_string),
-                )  # fmt: skip
+                    self.executor, self.side_keys.finish, call, route, response.status, await response.read()
+                )
                 if request.method == "HEAD":
                     payload = b""
                 else:

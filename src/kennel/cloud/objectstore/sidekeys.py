@@ -23,7 +23,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -90,13 +90,15 @@ class Route:
     instead. ``query``: the query parameters to send instead (a merged listing's). ``after``: "settle"
     (the side object holds the body: record it, and put the marker), "forget" (drop the side object and
     its row), "forget-many" (the same for each key a DeleteObjects named), "listing" (a listing to fill
-    in or merge, per ``page``), "buckets" (hide the side bucket); None: nothing."""
+    in or merge, per ``page``, with the bucket's ``entries``), "buckets" (hide the side bucket); None:
+    nothing."""
 
     path: str | None = None
     copy_source: str | None = None
     after: str | None = None
     query: Mapping[str, str] | None = None
-    page: listings.Page | None = field(default=None)
+    page: listings.Page | None = None
+    entries: tuple[listings.SideEntry, ...] = ()  # a listed bucket's side keys
 
     @property
     def buffered(self) -> bool:
@@ -127,10 +129,10 @@ class SideKeys:
         operation, bucket, key = call.operation, call.bucket or "", call.key
         source = None
         if copy_source and needs_side(copy_source[1]):
-            if not self.has(*copy_source) and not keeps_marker(copy_source[1]):
-                raise _NO_SUCH_KEY
             if self.has(*copy_source):
                 source = quote(side_path(*copy_source), safe="/")
+            elif not keeps_marker(copy_source[1]):  # a long key without a row does not exist
+                raise _NO_SUCH_KEY
         if operation == "ListBuckets":
             return Route(after="buckets")
         if operation in _LISTING_FORMS:
@@ -163,17 +165,19 @@ class SideKeys:
         return Route(copy_source=source) if source else PLAIN
 
     def _listing_route(self, bucket: str, form: str, query: Mapping[str, str]) -> Route:
+        """The bucket's side entries are read here, once, and carried to ``finish`` in the route."""
         if not self._bucket_has_rows(bucket):
             return PLAIN
-        if not self._has_long_keys(bucket):
-            return Route(after="listing")  # the store lists every key: only figures to fill in
+        entries = tuple(self._entries(bucket))
+        if not any(has_long_segment(entry.key) for entry in entries):
+            return Route(after="listing", entries=entries)  # the store lists every key: figures to fill
         try:
             page, forwarded = listings.page_of(form, query)
         except listings.BadToken:
             raise S3RequestError(
                 "InvalidArgument", 400, "The continuation token provided is incorrect"
             ) from None
-        return Route(after="listing", query=forwarded, page=page)
+        return Route(after="listing", query=forwarded, page=page, entries=entries)
 
     def ensure_side_bucket(self) -> None:
         """Create the side bucket in the store on first use (blocking)."""
@@ -189,9 +193,7 @@ class SideKeys:
 
     # --- after the store answered ----------------------------------------------------------------
 
-    def finish(
-        self, call: S3Call, route: Route, status: int, payload: bytes, query: Mapping[str, str]
-    ) -> bytes:
+    def finish(self, call: S3Call, route: Route, status: int, payload: bytes) -> bytes:
         """Act on the store's answer to a routed request (blocking); the answer the client gets."""
         bucket, key = call.bucket or "", call.key or ""
         if 200 <= status < 300:
@@ -204,9 +206,9 @@ class SideKeys:
                 for check in call.checks:
                     self.forget(bucket, check.resource[len(prefix) :])
             elif route.after == "listing" and route.page is not None:
-                payload = listings.merge(payload, route.page, self._entries(bucket), query)
+                payload = listings.merge(payload, route.page, route.entries)
             elif route.after == "listing":
-                payload = listings.fill(payload, {e.key: e for e in self._entries(bucket)})
+                payload = listings.fill(payload, {e.key: e for e in route.entries})
             elif route.after == "buckets":
                 payload = listings.without_bucket(payload, SIDE_BUCKET)
         if route.path is not None:

@@ -70,7 +70,7 @@ def page(max_keys: int = 1000, after: str = "", prefix: str = "", delimiter: str
     ],
 )  # fmt: skip
 def test_merge(store, kept, asked, keys, prefixes, truncated) -> None:
-    merged = listings.merge(store, asked, kept, {})
+    merged = listings.merge(store, asked, kept)
     got_keys, got_prefixes, fields = names(merged)
     assert (got_keys, got_prefixes, fields["IsTruncated"]) == (keys, prefixes, truncated)
     assert fields["KeyCount"] == str(len(keys) + len(prefixes))
@@ -80,12 +80,12 @@ def test_merge(store, kept, asked, keys, prefixes, truncated) -> None:
 
 
 def test_a_page_of_no_keys_is_not_truncated() -> None:
-    merged = listings.merge(store_v2(["a"]), page(max_keys=0), side(LONG), {})
+    merged = listings.merge(store_v2(["a"]), page(max_keys=0), side(LONG))
     assert names(merged)[2]["IsTruncated"] == "false"
 
 
 def test_side_entries_carry_their_figures() -> None:
-    merged = listings.merge(store_v2([]), page(), side(LONG), {})
+    merged = listings.merge(store_v2([]), page(), side(LONG))
     entry = ElementTree.fromstring(merged).find(f"{NS}Contents")
     assert entry is not None
     assert [entry.findtext(f"{NS}{t}") for t in ("Key", "Size", "ETag", "StorageClass")] == [
