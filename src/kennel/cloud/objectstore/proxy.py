@@ -3,7 +3,9 @@
 Bodies are spooled (``spool.py``) while their SHA-256 is computed, because S3 signs the body's digest
 and a request must be refused before any of it reaches the store. Responses stream back unchanged
 (SeaweedFS already speaks S3's XML), with Kennel's request id. The few operations the store cannot
-answer truthfully (bucket policies, configuration it never holds) are answered by ``local.py`` instead.
+answer truthfully (bucket policies, configuration it never holds) are answered by ``local.py`` instead,
+and requests on keys the store cannot hold under their own names are routed, and their answers read
+whole and rewritten, by ``sidekeys.py``.
 """
 
 from __future__ import annotations
