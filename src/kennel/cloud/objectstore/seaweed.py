@@ -37,6 +37,9 @@ from kennel.cloud.sealing import without_secrets
 
 log = logging.getLogger("kennel.objectstore")
 
+# Empty volumes cost a few bytes on disk: the count only bounds how many buckets and GBs one store holds.
+_MAX_VOLUMES = 4000
+_MIN_FREE_SPACE = "256MiB"
 _PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
@@ -123,7 +126,13 @@ def command(
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports.master}", f"-master.port.grpc={ports.master_grpc}",
         "-master.telemetry=false", f"-master.volumeSizeLimitMB={volume_size_mb}",
-        f"-volume.port={ports.volume}", f"-volume.port.grpc={ports.volume_grpc}", "-volume.max=0",
+        f"-volume.port={ports.volume}", f"-volume.port.grpc={ports.volume_grpc}",
+        # Every bucket is a collection with volumes of its own. Sized by free disk ("-volume.max=0"), each
+        # volume claims a full volume's worth of space before holding a byte, so a disk with a few GB free
+        # ran out of volumes after a handful of buckets and every later PutObject got InternalError. A
+        # fixed count claims nothing; volumes grow one at a time (WEED_MASTER_VOLUME_GROWTH_COPY_1) and
+        # the disk itself is guarded by minFreeSpace, below which volumes turn read-only.
+        f"-volume.max={_MAX_VOLUMES}", f"-volume.minFreeSpace={_MIN_FREE_SPACE}",
         "-volume.preStopSeconds=0",  # its default 10 s pause on SIGTERM would outlast `kennel down`
         # The filer's HTTP API would serve every object unauthenticated; S3 talks to it over gRPC.
         "-filer", f"-filer.port={ports.filer}", f"-filer.port.grpc={ports.filer_grpc}", "-filer.disableHttp",
@@ -283,6 +292,7 @@ def _weed_environment(root: Path) -> dict[str, str]:
     """No credential and no ``WEED_*`` override (those would win over security.toml); HOME is ours."""
     env = {k: v for k, v in without_secrets(os.environ).items() if not k.upper().startswith("WEED_")}
     env["HOME"] = str(root)  # so a ~/.seaweedfs/security.toml of the user's is never consulted
+    env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"  # its default pre-grows 7 volumes per new bucket
     return env
 
 
