@@ -266,3 +266,31 @@ def test_session_policies_are_validated_like_sts(cloud, admin_role: str) -> None
     too_long = _doc(*[{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::b{i}/*"}
                       for i in range(60)])  # fmt: skip
     assert refused(Policy=too_long)[0] == "PackedPolicyTooLarge"
+
+
+# ----- permissions boundaries -----------------------------------------------------------------------
+
+
+def test_a_boundary_caps_an_admin_user_and_an_admin_role_through_the_gateway(cloud, admin_role: str) -> None:
+    """Identity policy AdministratorAccess, boundary S3 read-only: only what both allow is allowed."""
+    iam = cloud.client("iam")
+    name, key, secret = _user(cloud, {"Effect": "Allow", "Action": "*", "Resource": "*"})
+    user = {svc: cloud.client(svc, key=key, secret=secret) for svc in ("iam", "s3", "sts")}
+    user["iam"].list_users()  # an admin before the boundary
+    iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=S3_READ_ONLY)
+    assert (
+        iam.get_user(UserName=name)["User"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == S3_READ_ONLY
+    )
+    _assert_read_only_s3(user, f"door-{uuid.uuid4().hex[:8]}", "permissions boundary")
+    iam.delete_user_permissions_boundary(UserName=name)
+    user["iam"].list_users()  # the boundary gone, the admin is back
+
+    role_name = admin_role.rsplit("/", 1)[1]
+    iam.put_role_permissions_boundary(RoleName=role_name, PermissionsBoundary=S3_READ_ONLY)
+    try:
+        session, _ = _session(cloud, admin_role)
+        _assert_read_only_s3(session, f"door-{uuid.uuid4().hex[:8]}", "permissions boundary")
+    finally:
+        iam.delete_role_permissions_boundary(RoleName=role_name)
+    session, _ = _session(cloud, admin_role)
+    session["iam"].list_users()

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -180,7 +182,11 @@ def setup(cloud, tmp_path_factory: pytest.TempPathFactory) -> dict:
     writes = [str(state / f"escape-{tag}"), f"/root/escape-{tag}", f"/tmp/escape-{tag}",
               str(Path(sys.prefix) / f"escape-{tag}"), f"/usr/escape-{tag}",
               f"/etc/escape-{tag}"]  # fmt: skip
-    sockets = [str(p) for p in (state / "sagemaker").rglob("*.sock")] + [str(state / "gateway.sock")]
+    # Model servers' sockets live under the state directory, or in a short directory under the temp
+    # directory where that path would pass a Unix socket's 107 bytes (runtime/endpoints/instances.py).
+    short = Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}"
+    model_sockets = [*(state / "sagemaker").rglob("*.sock"), *short.glob("*/*.sock")]
+    sockets = [str(p) for p in model_sockets] + [str(state / "gateway.sock")]
     config = {
         "state": str(state), "gw": cloud.pid, "tag": tag, "port": int(cloud.endpoint.rsplit(":", 1)[1]),
         "secrets": [marker[::-1], cloud.secret_access_key[::-1]], "writes": writes,

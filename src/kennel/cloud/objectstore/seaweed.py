@@ -40,6 +40,11 @@ log = logging.getLogger("kennel.objectstore")
 # Empty volumes cost a few bytes on disk: the count only bounds how many buckets and GBs one store holds.
 _MAX_VOLUMES = 4000
 _MIN_FREE_SPACE = "256MiB"
+# Its default grows 7 volumes at once for a collection (a bucket) that needs one to write to.
+MASTER_CONFIG = """# Written by Kennel at each start.
+[master.volume_growth]
+copy_1 = 1
+"""
 _PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
@@ -130,8 +135,8 @@ def command(
         # Every bucket is a collection with volumes of its own. Sized by free disk ("-volume.max=0"), each
         # volume claims a full volume's worth of space before holding a byte, so a disk with a few GB free
         # ran out of volumes after a handful of buckets and every later PutObject got InternalError. A
-        # fixed count claims nothing; volumes grow one at a time (WEED_MASTER_VOLUME_GROWTH_COPY_1) and
-        # the disk itself is guarded by minFreeSpace, below which volumes turn read-only.
+        # fixed count claims nothing; volumes grow one at a time (master.toml, MASTER_CONFIG) and the
+        # disk itself is guarded by minFreeSpace, below which volumes turn read-only.
         f"-volume.max={_MAX_VOLUMES}", f"-volume.minFreeSpace={_MIN_FREE_SPACE}",
         "-volume.preStopSeconds=0",  # its default 10 s pause on SIGTERM would outlast `kennel down`
         # The filer's HTTP API would serve every object unauthenticated; S3 talks to it over gRPC.
@@ -184,6 +189,8 @@ class SeaweedProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(self.identity.s3_config()))
         self.security = weedsecurity.ensure(self.root)
+        # Read from -config_dir like security.toml (not from WEED_* variables, which the weed gets none of).
+        (self.root / "master.toml").write_text(MASTER_CONFIG)
         self.meta_dir.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
         for stale in self.meta_dir.glob("m[0-9]*"):
@@ -292,7 +299,6 @@ def _weed_environment(root: Path) -> dict[str, str]:
     """No credential and no ``WEED_*`` override (those would win over security.toml); HOME is ours."""
     env = {k: v for k, v in without_secrets(os.environ).items() if not k.upper().startswith("WEED_")}
     env["HOME"] = str(root)  # so a ~/.seaweedfs/security.toml of the user's is never consulted
-    env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"  # its default pre-grows 7 volumes per new bucket
     return env
 
 

@@ -252,6 +252,19 @@ def test_roles_are_checked(env, cloud):
         sm.create_training_job(**job_request(unique("nopass"), env["role"], BUCKET, code))
     assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "iam:PassRole" in denied.value.response["Error"]["Message"]
+    # A role that trusts Lambda, not SageMaker: refused before any job exists, even for the admin.
+    lambda_only = service_role(cloud, unique("LambdaOnly"), "lambda.amazonaws.com")
+    refused = unique("untrusted")
+    with pytest.raises(ClientError) as untrusted:
+        env["sm"].create_training_job(**job_request(refused, lambda_only, BUCKET, code))
+    assert untrusted.value.response["Error"]["Code"] == "ValidationException"
+    assert untrusted.value.response["Error"]["Message"] == (
+        f"Could not assume role {lambda_only}. Please ensure that the role exists and allows principal "
+        "'sagemaker.amazonaws.com' to assume the role."
+    )
+    assert refused not in [
+        j["TrainingJobName"] for j in env["sm"].list_training_jobs()["TrainingJobSummaries"]
+    ]
 
 
 def test_list_filters_sorts_pages_and_tags(env):
