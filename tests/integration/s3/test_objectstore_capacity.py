@@ -12,9 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from kennel.cloud.objectstore.seaweed import SeaweedProcess
 
@@ -49,11 +47,7 @@ def volumes_by_collection(weed: SeaweedProcess) -> dict[str, int]:
 
 
 def test_each_bucket_takes_one_volume_and_the_limit_ignores_free_disk(weed: SeaweedProcess) -> None:
-    s3 = boto3.client(
-        "s3", endpoint_url=weed.s3_endpoint, region_name="us-east-1",
-        aws_access_key_id=weed.identity.access_key_id, aws_secret_access_key=weed.identity.secret,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0}),
-    )  # fmt: skip
+    s3 = weed.store_client()
     names = [f"capacity-{index:03d}" for index in range(BUCKETS)]
     for name in names:
         s3.create_bucket(Bucket=name)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
 import tarfile
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from botocore.exceptions import ClientError
 from tests.integration.support.endpoints import serve
 from tests.integration.support.lambda_functions import call, create, lambda_client, package, unique
 from tests.integration.support.roles import service_role, trust
+
+from kennel.runtime.endpoints.instances import short_socket_root
 
 # Both probes knock on model-server sockets the same way: a bare /invocations, no signature.
 UNIX_PROBE = r"""
@@ -183,9 +183,8 @@ def setup(cloud, tmp_path_factory: pytest.TempPathFactory) -> dict:
               str(Path(sys.prefix) / f"escape-{tag}"), f"/usr/escape-{tag}",
               f"/etc/escape-{tag}"]  # fmt: skip
     # Model servers' sockets live under the state directory, or in a short directory under the temp
-    # directory where that path would pass a Unix socket's 107 bytes (runtime/endpoints/instances.py).
-    short = Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}"
-    model_sockets = [*(state / "sagemaker").rglob("*.sock"), *short.glob("*/*.sock")]
+    # directory where that path would pass a Unix socket's 107 bytes.
+    model_sockets = [*(state / "sagemaker").rglob("*.sock"), *short_socket_root().glob("*/*.sock")]
     sockets = [str(p) for p in model_sockets] + [str(state / "gateway.sock")]
     config = {
         "state": str(state), "gw": cloud.pid, "tag": tag, "port": int(cloud.endpoint.rsplit(":", 1)[1]),

@@ -257,15 +257,19 @@ class SeaweedProcess:
             return False
         return int((status.get("Topology") or {}).get("Max") or 0) > 0
 
+    def store_client(self, retries: dict | None = None, **config):
+        """A boto3 S3 client of the store's own identity, straight to SeaweedFS (no gateway); no retries
+        unless asked, and ``config`` for the rest of botocore's Config."""
+        assert self.ports is not None
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
+            aws_access_key_id=self.identity.access_key_id, aws_secret_access_key=self.identity.secret,
+            config=Config(s3={"addressing_style": "path"}, retries=retries or {"max_attempts": 0}, **config),
+        )  # fmt: skip
+
     def _s3_answers(self) -> bool:
         """A signed ListBuckets succeeds: S3 is up, has loaded its identity and can reach the filer."""
-        assert self.ports is not None
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=f"http://127.0.0.1:{self.ports.s3}", region_name="us-east-1",
-            aws_access_key_id=self.identity.access_key_id, aws_secret_access_key=self.identity.secret,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0},
-                          connect_timeout=2, read_timeout=5),
-        )  # fmt: skip
+        client = self.store_client(connect_timeout=2, read_timeout=5)
         try:
             client.list_buckets()
             return True

@@ -14,8 +14,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kennel.cloud.objectstore.seaweed import ObjectStoreUnavailable, SeaweedProcess
@@ -86,20 +84,11 @@ class ObjectStore:
 
     def client(self):
         """A boto3 S3 client speaking to SeaweedFS directly (the gateway has already authorised)."""
-        endpoint = self.endpoint()
+        self.endpoint()
         with self._lock:
             if self._client is None:
-                self._client = boto3.session.Session().client(
-                    "s3",
-                    endpoint_url=endpoint,
-                    region_name="us-east-1",
-                    aws_access_key_id=self.process.identity.access_key_id,
-                    aws_secret_access_key=self.process.identity.secret,
-                    config=Config(
-                        s3={"addressing_style": "path"},
-                        retries={"max_attempts": 3, "mode": "standard"},
-                        max_pool_connections=32,
-                    ),
+                self._client = self.process.store_client(
+                    retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32
                 )
             return self._client
 

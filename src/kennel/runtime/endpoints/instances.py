@@ -386,13 +386,18 @@ _KENNEL_ROOT = str(Path(__file__).resolve().parents[3])
 EXPORT_DIR_ENV = "KENNEL_EXPORT_DIR"
 
 
+def short_socket_root() -> Path:
+    """Where instance sockets go when the state directory's path is too long for a Unix socket."""
+    return Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}"
+
+
 def _socket_dir(root: Path, instance_id: str) -> Path:
     """A short directory for the instance's socket (a Unix socket path has at most 107 bytes)."""
     path = root / instance_id
     if len(str(path / _SOCKET)) < 100:
         return path
     with contextlib.suppress(OSError):
-        short = Path(tempfile.gettempdir()) / f"kennel-{os.getuid()}"
+        short = short_socket_root()
         short.mkdir(mode=0o700, exist_ok=True)
         return short / instance_id
     return path
